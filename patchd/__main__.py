@@ -1,0 +1,5 @@
+"""``python -m patchd`` runs the command line."""
+
+from patchd.cli.main import main
+
+raise SystemExit(main())

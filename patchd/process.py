@@ -1,0 +1,285 @@
+"""The one gateway through which patchd runs other programs.
+
+Every command is an argv list (never a shell string), runs with a timeout, a clean
+environment (``LC_ALL=C``, no terminal) and bounded output capture. A command that is
+not installed raises :class:`ToolNotFoundError`; one that fails raises
+:class:`CommandError` with its argv, exit status and the tail of its output; one that
+runs too long is stopped (its whole process group) and raises :class:`CommandTimeout`.
+Nothing else in patchd imports :mod:`subprocess`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+from patchd.errors import CommandError, CommandTimeout, ToolNotFoundError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per stream; more is elided from the middle
+KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL when a command times out
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Variables carried over from patchd's own environment; everything else is dropped.
+_INHERITED = (
+    "HOME",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SYSTEMROOT",  # Windows cannot start programs without it
+    "WINDIR",
+    "COMSPEC",
+    "PROGRAMDATA",
+)
+
+
+def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every command gets: C locale, no terminal, system PATH first."""
+    env = {name: os.environ[name] for name in _INHERITED if name in os.environ}
+    if sys.platform == "win32":
+        env["PATH"] = os.environ.get("PATH", "")
+    else:
+        inherited = [p for p in os.environ.get("PATH", "").split(":") if p.startswith("/")]
+        parts = _SYSTEM_PATH.split(":")
+        env["PATH"] = ":".join(dict.fromkeys(parts + inherited))
+    env.update({"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C", "TERM": "dumb"})
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command did. Output is decoded as UTF-8 with replacement."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def output(self) -> str:
+        """Standard output followed by standard error, as a transcript shows them."""
+        if self.stderr and self.stdout:
+            return f"{self.stdout.rstrip()}\n{self.stderr}"
+        return self.stdout or self.stderr
+
+
+class _BoundedCapture:
+    """Collects a stream up to a size, keeping its head and tail and counting the rest."""
+
+    def __init__(self, limit: int, on_line: Callable[[str], None] | None) -> None:
+        self._head_limit = limit // 4
+        self._tail_limit = limit - self._head_limit
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._dropped = 0
+        self._on_line = on_line
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._on_line is not None:
+            lines = (self._partial + chunk).split(b"\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self._on_line(line.decode("utf-8", "replace"))
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        self._tail += chunk
+        excess = len(self._tail) - self._tail_limit
+        if excess > 0:
+            del self._tail[:excess]
+            self._dropped += excess
+
+    def text(self) -> str:
+        if self._on_line is not None and self._partial:
+            self._on_line(self._partial.decode("utf-8", "replace"))
+            self._partial = b""
+        middle = f"\n[... {self._dropped} bytes elided ...]\n" if self._dropped else ""
+        head = self._head.decode("utf-8", "replace")
+        return head + middle + self._tail.decode("utf-8", "replace")
+
+
+def _pump(stream: IO[bytes], capture: _BoundedCapture) -> None:
+    for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
+        capture.feed(chunk)
+    stream.close()
+
+
+def _popen(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    stdin: int | None,
+) -> subprocess.Popen[bytes]:
+    if not argv:
+        raise ValueError("empty argv")
+    kwargs: dict[str, object] = {}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+    else:
+        kwargs["start_new_session"] = True  # lets a timeout stop the whole process group
+    try:
+        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=base_environment(env),
+            cwd=cwd,
+            **kwargs,  # type: ignore[call-overload]
+        )
+    except FileNotFoundError:
+        raise ToolNotFoundError(argv[0]) from None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a command and everything it started: SIGTERM, then SIGKILL after a grace."""
+    if proc.poll() is not None:
+        return
+    if sys.platform == "win32":
+        proc.kill()
+        proc.wait()
+        return
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    ok_codes: Sequence[int] = (0,),
+    input_text: str | None = None,
+    cwd: str | None = None,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    on_line: Callable[[str], None] | None = None,
+    redact: Sequence[str] = (),
+) -> CommandResult:
+    """Run ``argv`` to completion and return what it did.
+
+    ``env`` adds to :func:`base_environment`. ``on_line`` sees each line of standard
+    output and standard error as it arrives (for progress). Raises
+    :class:`ToolNotFoundError` if ``argv[0]`` is not installed, :class:`CommandTimeout`
+    after ``timeout_s`` seconds, and :class:`CommandError` if the exit status is not in
+    ``ok_codes``.
+    """
+    log.debug("run: %s", " ".join(argv))
+    started = time.monotonic()
+    proc = _popen(argv, env, cwd, subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
+    captures = (_BoundedCapture(max_output_bytes, on_line), _BoundedCapture(max_output_bytes, on_line))
+    assert proc.stdout is not None and proc.stderr is not None  # noqa: PT018 - Popen(PIPE) invariant
+    pumps = [
+        threading.Thread(target=_pump, args=(stream, capture), daemon=True)
+        for stream, capture in zip((proc.stdout, proc.stderr), captures, strict=True)
+    ]
+    for pump in pumps:
+        pump.start()
+    if input_text is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(input_text.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _stop(proc)
+    except BaseException:
+        _stop(proc)  # never leave a package manager running behind an interrupted patchd
+        raise
+    for pump in pumps:
+        pump.join()
+    result = CommandResult(
+        argv=tuple(argv),
+        returncode=proc.returncode,
+        stdout=captures[0].text(),
+        stderr=captures[1].text(),
+        duration_s=time.monotonic() - started,
+    )
+    if timed_out:
+        raise CommandTimeout(argv, timeout_s, result.output, redact=redact)
+    if result.returncode not in ok_codes:
+        raise CommandError(argv, result.returncode, result.output, redact=redact)
+    log.debug("exit %d after %.2f s: %s", result.returncode, result.duration_s, argv[0])
+    return result
+
+
+class StreamedCommand:
+    """A running command whose standard output is read as a stream (see :func:`stream_stdout`)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: _BoundedCapture) -> None:
+        self._proc = proc
+        self._stderr = stderr
+        assert proc.stdout is not None
+        self.stdout: IO[bytes] = proc.stdout
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the command has ended, else ``None``."""
+        return self._proc.returncode
+
+    @property
+    def stderr(self) -> str:
+        """What the command wrote to standard error (complete once it has ended)."""
+        return self._stderr.text()
+
+
+@contextmanager
+def stream_stdout(
+    argv: Sequence[str], *, timeout_s: float, env: Mapping[str, str] | None = None
+) -> Iterator[StreamedCommand]:
+    """Run ``argv`` and let the caller read its standard output as a binary stream.
+
+    For output too large to capture (a package's file archive): the caller reads what it
+    needs and leaves the block; patchd then closes the pipe, so the command ends (with
+    SIGPIPE if it was still writing), and stops it if it does not. A watchdog stops it
+    after ``timeout_s`` seconds. The caller judges the result from what it read and from
+    ``returncode`` and ``stderr`` after the block.
+    """
+    log.debug("stream: %s", " ".join(argv))
+    proc = _popen(argv, env, None, subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None  # noqa: PT018
+    err = _BoundedCapture(64 * 1024, None)
+    err_pump = threading.Thread(target=_pump, args=(proc.stderr, err), daemon=True)
+    err_pump.start()
+    watchdog = threading.Timer(timeout_s, _stop, args=(proc,))
+    watchdog.start()
+    command = StreamedCommand(proc, err)
+    try:
+        yield command
+    finally:
+        watchdog.cancel()
+        proc.stdout.close()
+        try:
+            proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+        err_pump.join()

@@ -102,15 +102,15 @@ OUTPUT_TAIL_CHARS = 2000  # how much of a failed command's output an error messa
 class CommandError(PatchdError):
     """A command patchd ran failed: it exited with an unexpected status.
 
-    Carries the argv, the exit status and the tail of its output. Secrets listed in
-    ``redact`` never appear in ``str()``.
+    Carries the argv, the exit status and the (bounded) output; ``str()`` shows the last
+    line of it. Secrets listed in ``redact`` never appear in ``str()``.
     """
 
     def __init__(
         self,
         argv: Sequence[str],
         returncode: int | None,
-        output_tail: str,
+        output: str,
         *,
         message: str | None = None,
         hint: str | None = None,
@@ -118,11 +118,13 @@ class CommandError(PatchdError):
     ) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
-        self.output_tail = output_tail[-OUTPUT_TAIL_CHARS:]
+        self.output = output
+        self.output_tail = output[-OUTPUT_TAIL_CHARS:]
         self._redact = tuple(s for s in redact if s)
         shown = self._scrub(" ".join(self.argv))
         if message is None:
-            message = f"command failed with exit status {returncode}: {shown}"
+            message = f"command failed with exit status {returncode}: {{argv}}"
+        message = message.replace("{argv}", shown)
         last_line = self._scrub(_last_line(self.output_tail))
         if last_line:
             message = f"{message}: {last_line}"
@@ -140,13 +142,13 @@ class CommandTimeout(CommandError):
     exit_code = ExitCode.TEMPORARY
 
     def __init__(
-        self, argv: Sequence[str], timeout_s: float, output_tail: str, redact: Sequence[str] = ()
+        self, argv: Sequence[str], timeout_s: float, output: str, redact: Sequence[str] = ()
     ) -> None:
         super().__init__(
             argv,
             None,
-            output_tail,
-            message=f"command timed out after {timeout_s:.0f} s: {' '.join(argv)}",
+            output,
+            message=f"command timed out after {timeout_s:.0f} s: {{argv}}",
             hint="it was stopped; try again, or raise the timeout in the agent configuration",
             redact=redact,
         )

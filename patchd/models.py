@@ -7,12 +7,12 @@ the command line renders them; ``as_dict`` gives the stable JSON form that
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 
-class Classification(str, Enum):
+class Classification(StrEnum):
     """What kind of change an update is, from the package manager's own metadata."""
 
     SECURITY = "security"
@@ -21,7 +21,7 @@ class Classification(str, Enum):
     OTHER = "other"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How urgent an update is; ``unknown`` when the source does not say."""
 
     CRITICAL = "critical"
@@ -45,7 +45,7 @@ _SEVERITY_RANK = {
 }
 
 
-class UpdateState(str, Enum):
+class UpdateState(StrEnum):
     """Whether the package manager would install an update now.
 
     ``held``: pinned by the administrator in the package manager (``apt-mark hold``).
@@ -104,6 +104,15 @@ class UpdateSource:
 
 
 @dataclass(frozen=True)
+class Advisory:
+    """Security facts about one update version: CVE ids and severity, and where they came from."""
+
+    cves: tuple[str, ...]
+    severity: Severity
+    origin: str  # e.g. "changelog"
+
+
+@dataclass(frozen=True)
 class Update:
     """One package that has a newer version available, classified by risk."""
 
@@ -130,6 +139,18 @@ class Update:
     def package_key(self) -> tuple[str, str, str]:
         """Identifies the package regardless of version."""
         return (self.backend, self.name, self.arch)
+
+    def with_advisory(self, advisory: Advisory) -> Update:
+        """This update with CVE ids and severity taken from ``advisory`` where it knows them."""
+        cves = tuple(dict.fromkeys((*self.cves, *advisory.cves)))
+        severity = advisory.severity if advisory.severity is not Severity.UNKNOWN else self.severity
+        return replace(self, cves=cves, severity=severity)
+
+    def change(self) -> PackageChange:
+        """The package change that installs this update."""
+        return PackageChange(
+            self.backend, self.name, self.arch, self.installed_version, self.available_version
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -38,7 +38,14 @@ DEBIAN = OsProfile(
     enhancement_suite_suffixes=("-backports", "-backports-sloppy"),
     stable_origins=("Debian",),
     kernel_packages=("linux-image-",),
-    reboot_packages=("libc6", "systemd", "dbus", "linux-firmware", "intel-microcode", "amd64-microcode"),
+    reboot_packages=(
+        "libc6",
+        "systemd",
+        "dbus",
+        "linux-firmware",
+        "intel-microcode",
+        "amd64-microcode",
+    ),
 )
 
 UBUNTU = replace(

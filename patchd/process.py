@@ -130,20 +130,18 @@ def _popen(
 ) -> subprocess.Popen[bytes]:
     if not argv:
         raise ValueError("empty argv")
-    kwargs: dict[str, object] = {}
-    if sys.platform == "win32":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-    else:
-        kwargs["start_new_session"] = True  # lets a timeout stop the whole process group
+    windows = sys.platform == "win32"
     try:
-        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+        return subprocess.Popen(
             list(argv),
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=base_environment(env),
             cwd=cwd,
-            **kwargs,  # type: ignore[call-overload]
+            # A group of its own lets a timeout stop the command and all it started.
+            start_new_session=not windows,
+            creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if windows else 0,
         )
     except FileNotFoundError:
         raise ToolNotFoundError(argv[0]) from None
@@ -169,6 +167,107 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+class RunningCommand:
+    """A command started by :func:`start`; :meth:`wait` for its result."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        proc: subprocess.Popen[bytes],
+        captures: tuple[_BoundedCapture, _BoundedCapture],
+        *,
+        timeout_s: float,
+        ok_codes: Sequence[int],
+        redact: Sequence[str],
+    ) -> None:
+        self.argv = tuple(argv)
+        self._proc = proc
+        self._captures = captures
+        self._timeout_s = timeout_s
+        self._ok_codes = ok_codes
+        self._redact = redact
+        self._started = time.monotonic()
+        assert proc.stdout is not None and proc.stderr is not None  # noqa: PT018 - PIPE invariant
+        self._pumps = [
+            threading.Thread(target=_pump, args=(stream, capture), daemon=True)
+            for stream, capture in zip((proc.stdout, proc.stderr), captures, strict=True)
+        ]
+        for pump in self._pumps:
+            pump.start()
+
+    def wait(self) -> CommandResult:
+        """Wait for the command to end (up to its timeout, counted from its start).
+
+        Raises :class:`CommandTimeout` or :class:`CommandError` as :func:`run` does.
+        """
+        timed_out = False
+        remaining = max(0.0, self._timeout_s - (time.monotonic() - self._started))
+        try:
+            self._proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop(self._proc)
+        except BaseException:
+            _stop(self._proc)  # never leave a package manager running behind an interrupted patchd
+            raise
+        for pump in self._pumps:
+            pump.join()
+        result = CommandResult(
+            argv=self.argv,
+            returncode=self._proc.returncode,
+            stdout=self._captures[0].text(),
+            stderr=self._captures[1].text(),
+            duration_s=time.monotonic() - self._started,
+        )
+        if timed_out:
+            raise CommandTimeout(self.argv, self._timeout_s, result.output, redact=self._redact)
+        if result.returncode not in self._ok_codes:
+            raise CommandError(self.argv, result.returncode, result.output, redact=self._redact)
+        log.debug("exit %d after %.2f s: %s", result.returncode, result.duration_s, self.argv[0])
+        return result
+
+    def stop(self) -> None:
+        """Stop the command if it still runs (its whole process group)."""
+        _stop(self._proc)
+        for pump in self._pumps:
+            pump.join()
+
+
+def start(
+    argv: Sequence[str],
+    *,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    ok_codes: Sequence[int] = (0,),
+    input_text: str | None = None,
+    cwd: str | None = None,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    on_line: Callable[[str], None] | None = None,
+    redact: Sequence[str] = (),
+) -> RunningCommand:
+    """Start ``argv`` and return at once; see :func:`run` for the arguments and errors.
+
+    Lets patchd do other work while a slow command (``apt list``) runs.
+    """
+    log.debug("start: %s", " ".join(argv))
+    stdin = subprocess.PIPE if input_text is not None else subprocess.DEVNULL
+    proc = _popen(argv, env, cwd, stdin)
+    captures = (
+        _BoundedCapture(max_output_bytes, on_line),
+        _BoundedCapture(max_output_bytes, on_line),
+    )
+    command = RunningCommand(
+        argv, proc, captures, timeout_s=timeout_s, ok_codes=ok_codes, redact=redact
+    )
+    if input_text is not None and proc.stdin is not None:
+        try:
+            proc.stdin.write(input_text.encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    return command
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -186,50 +285,20 @@ def run(
     ``env`` adds to :func:`base_environment`. ``on_line`` sees each line of standard
     output and standard error as it arrives (for progress). Raises
     :class:`ToolNotFoundError` if ``argv[0]`` is not installed, :class:`CommandTimeout`
-    after ``timeout_s`` seconds, and :class:`CommandError` if the exit status is not in
-    ``ok_codes``.
+    after ``timeout_s`` seconds (the command and everything it started are stopped), and
+    :class:`CommandError` if the exit status is not in ``ok_codes``.
     """
-    log.debug("run: %s", " ".join(argv))
-    started = time.monotonic()
-    proc = _popen(argv, env, cwd, subprocess.PIPE if input_text is not None else subprocess.DEVNULL)
-    captures = (_BoundedCapture(max_output_bytes, on_line), _BoundedCapture(max_output_bytes, on_line))
-    assert proc.stdout is not None and proc.stderr is not None  # noqa: PT018 - Popen(PIPE) invariant
-    pumps = [
-        threading.Thread(target=_pump, args=(stream, capture), daemon=True)
-        for stream, capture in zip((proc.stdout, proc.stderr), captures, strict=True)
-    ]
-    for pump in pumps:
-        pump.start()
-    if input_text is not None and proc.stdin is not None:
-        try:
-            proc.stdin.write(input_text.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _stop(proc)
-    except BaseException:
-        _stop(proc)  # never leave a package manager running behind an interrupted patchd
-        raise
-    for pump in pumps:
-        pump.join()
-    result = CommandResult(
-        argv=tuple(argv),
-        returncode=proc.returncode,
-        stdout=captures[0].text(),
-        stderr=captures[1].text(),
-        duration_s=time.monotonic() - started,
-    )
-    if timed_out:
-        raise CommandTimeout(argv, timeout_s, result.output, redact=redact)
-    if result.returncode not in ok_codes:
-        raise CommandError(argv, result.returncode, result.output, redact=redact)
-    log.debug("exit %d after %.2f s: %s", result.returncode, result.duration_s, argv[0])
-    return result
+    return start(
+        argv,
+        timeout_s=timeout_s,
+        env=env,
+        ok_codes=ok_codes,
+        input_text=input_text,
+        cwd=cwd,
+        max_output_bytes=max_output_bytes,
+        on_line=on_line,
+        redact=redact,
+    ).wait()
 
 
 class StreamedCommand:

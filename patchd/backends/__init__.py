@@ -1,0 +1,61 @@
+"""The backend registry: an explicit table of package managers, imported lazily.
+
+Only the backends an endpoint uses are imported, so Windows- or macOS-only code never
+loads on Linux and the agent's start-up stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+
+from patchd.backends.base import Backend, BackendContext, ProbeStatus
+from patchd.errors import BackendUnavailable, ConfigError
+from patchd.platforms import OsProfile
+
+log = logging.getLogger(__name__)
+
+BACKENDS: dict[str, str] = {
+    "apt": "patchd.backends.apt.backend:AptBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class implementing backend ``name``; :class:`ConfigError` for an unknown name."""
+    try:
+        module_name, _, class_name = BACKENDS[name].partition(":")
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"unknown backend {name!r}", hint=f"known backends: {known}") from None
+    cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
+def select_backends(
+    profile: OsProfile,
+    context_for: Callable[[str], BackendContext],
+    names: Sequence[str] | None = None,
+) -> tuple[list[Backend], list[str]]:
+    """The usable backends, and a problem line for each broken one.
+
+    With ``names`` (from the configuration) every named backend must be present.
+    Without, the OS profile's backends are probed: absent ones are skipped quietly.
+    ``context_for(name)`` gives each backend its context.
+    """
+    wanted = list(names) if names else [n for n in profile.backends if n in BACKENDS]
+    usable: list[Backend] = []
+    problems: list[str] = []
+    for name in wanted:
+        backend = backend_class(name)(context_for(name))
+        probe = backend.probe()
+        if probe.status is ProbeStatus.PRESENT:
+            usable.append(backend)
+        elif probe.status is ProbeStatus.BROKEN or names:
+            problems.append(f"{name}: {probe.status.value}: {probe.detail}")
+    if names and problems:
+        raise BackendUnavailable(
+            "configured backend unusable: " + "; ".join(problems),
+            hint="fix the package manager or remove it from `backends` in the agent configuration",
+        )
+    return usable, problems

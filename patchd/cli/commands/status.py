@@ -1,0 +1,45 @@
+"""``patchd status``: the last scan and recent runs, from local state only."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from patchd.cli.main import Invocation
+from patchd.cli.output import Style, colour_enabled, write_json
+from patchd.cli.render import render_run_line
+from patchd.scan import SCHEMA_VERSION
+
+
+def run(invocation: Invocation) -> int:
+    limit = max(0, invocation.args.runs)
+    with invocation.session() as session:
+        store = session.store
+        last_scan = store.last_scan()
+        runs = store.list_runs(limit)
+    document: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "state_dir": str(session.state_dir),
+        "root": str(session.target),
+        "last_scan": last_scan,
+        "runs": [r.as_dict() for r in runs],
+    }
+    if invocation.args.json:
+        write_json(document)
+        return 0
+    style = Style(colour_enabled(sys.stdout))
+    print(f"State:     {session.state_dir}")
+    if last_scan is None:
+        print("Last scan: never (run `patchd scan`)")
+    else:
+        print(
+            f"Last scan: {last_scan['at']}: {last_scan['pending']} pending update(s), "
+            f"{last_scan['security']} security"
+        )
+    if runs:
+        print(style("Runs:", "bold"))
+        for r in runs:
+            print(render_run_line(r, style))
+    else:
+        print("Runs:      none yet")
+    return 0

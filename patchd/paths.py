@@ -1,0 +1,20 @@
+"""Where patchd keeps its state by default."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+SYSTEM_STATE_DIR = Path("/var/lib/patchd")
+
+
+def default_state_dir() -> Path:
+    """``/var/lib/patchd`` as root; the XDG state directory otherwise (ProgramData on Windows)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "patchd"
+    if os.geteuid() == 0:
+        return SYSTEM_STATE_DIR
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return base / "patchd"

@@ -1,0 +1,102 @@
+"""A rollback run: return the packages an apply run changed to their recorded versions."""
+
+from __future__ import annotations
+
+import logging
+from itertools import groupby
+from pathlib import Path
+
+from patchd.backends.base import ChangeResult, Outcome
+from patchd.errors import PatchdError, UsageError
+from patchd.models import PackageChange
+from patchd.runs.apply import run_status
+from patchd.session import Session
+from patchd.state.store import RunItem, RunRecord
+from patchd.transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+ROLLBACK_OF = "rollback"
+
+
+def _current_versions(session: Session) -> dict[tuple[str, str, str], str]:
+    return {
+        (p.backend, p.name, p.arch): p.version
+        for backend in session.backends
+        for p in backend.installed_packages()
+    }
+
+
+def _undoable(
+    run: RunRecord, current: dict[tuple[str, str, str], str]
+) -> tuple[list[RunItem], list[str]]:
+    """The items of ``run`` still at the version it installed, and notes on the others."""
+    items, notes = [], []
+    for item in run.items:
+        if item.outcome != Outcome.DONE.value:
+            continue
+        now = current.get(item.change.key)
+        if now != item.change.to_version:
+            notes.append(
+                f"{item.change.name} left alone: it is at {now or 'not installed'} now, "
+                f"not {item.change.to_version} as the run left it"
+            )
+            continue
+        items.append(item)
+    return items, notes
+
+
+def rollback_run(session: Session, run_id: str) -> RunRecord:
+    """Undo apply run ``run_id``; return the new rollback run.
+
+    Raises :class:`UsageError` if the run is not an apply run that changed anything that
+    is still as it left it.
+    """
+    store = session.store
+    run = store.get_run(run_id)
+    if run.kind != "apply" or run.dry_run:
+        raise UsageError(
+            f"run {run_id} is a {'dry run' if run.dry_run else run.kind} run; "
+            "only apply runs can be rolled back"
+        )
+    items, notes = _undoable(run, _current_versions(session))
+    if not items:
+        raise UsageError(
+            f"run {run_id} has nothing to roll back" + (f" ({'; '.join(notes)})" if notes else ""),
+            hint="see `patchd status` for what each run changed",
+        )
+    changes = [item.change.reversed() for item in items]
+    kept = {
+        item.change.key: Path(item.rollback_file)
+        for item in items
+        if item.rollback_file and Path(item.rollback_file).is_file()
+    }
+    rollback_id = store.create_run(
+        ROLLBACK_OF, [(c, None) for c in changes], session.clock(), parent_run=run_id
+    )
+    log.info("run %s: rolling back %d package(s) of run %s", rollback_id, len(changes), run_id)
+    transcript = Transcript(sink=lambda entry: store.append_transcript(rollback_id, entry))
+    results: list[ChangeResult] = []
+    try:
+        for name, group in groupby(
+            sorted(changes, key=lambda c: c.backend), key=lambda c: c.backend
+        ):
+            batch: list[PackageChange] = list(group)
+            outcome = session.backend(name).rollback(
+                batch, transcript, {c.key: kept[c.key] for c in batch if c.key in kept}
+            )
+            store.record_results(rollback_id, outcome.results, session.clock())
+            results.extend(outcome.results)
+            notes.extend(outcome.notes)
+    except PatchdError as e:
+        notes.append(f"rollback stopped: {e}")
+        store.finish_run(rollback_id, "failed", notes, session.clock())
+        raise
+    except BaseException:
+        store.finish_run(rollback_id, "interrupted", notes, session.clock())
+        raise
+    status = run_status(results)
+    store.finish_run(rollback_id, status, notes, session.clock())
+    if status == "succeeded":
+        store.set_run_status(run_id, "rolled-back")
+    return store.get_run(rollback_id)

@@ -1,0 +1,134 @@
+"""Loading YAML that may be hostile: bounded, plain, and with every value's location.
+
+On top of PyYAML's safe loader this refuses: input over a byte cap or not UTF-8, any tag
+beyond plain scalars, lists and mappings, duplicate keys, nesting deeper than a bound,
+and documents whose aliases would expand past a node budget ("billion laughs"). Dates
+stay strings, to be parsed where their meaning is known. Each value's line and column
+are kept so that errors can say ``FILE:LINE:COL: path.to.field: message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 100_000  # after alias expansion
+_ALLOWED_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")
+)
+
+Path = tuple[str | int, ...]
+
+
+class YamlError(ValueError):
+    """The document is not acceptable YAML; ``line``/``column`` are 1-based, 0 if unknown."""
+
+    def __init__(self, message: str, line: int = 0, column: int = 0, path: Path = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+        self.path = path
+
+
+@dataclass(frozen=True)
+class LoadedYaml:
+    """A loaded document and where each of its values stands in the text."""
+
+    data: Any
+    locations: Mapping[Path, tuple[int, int]]
+
+    def where(self, path: Path) -> tuple[int, int]:
+        """The (line, column) of ``path``, or of its nearest located ancestor."""
+        while path and path not in self.locations:
+            path = path[:-1]
+        return self.locations.get(path, (0, 0))
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader without implicit timestamps (dates stay strings)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _check(
+    node: yaml.Node,
+    path: Path,
+    depth: int,
+    locations: dict[Path, tuple[int, int]],
+    sizes: dict[int, int],
+) -> int:
+    """Validate ``node``; return its expanded size. Shared (aliased) nodes are sized once."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if depth > MAX_DEPTH:
+        raise YamlError(f"nested deeper than {MAX_DEPTH} levels", *_mark(node), path)
+    if node.tag not in _ALLOWED_TAGS:
+        raise YamlError(f"tag {node.tag} is not allowed", *_mark(node), path)
+    locations.setdefault(path, _mark(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            size += _check(item, (*path, index), depth + 1, locations, sizes)
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError("mapping keys must be plain values", *_mark(key_node), path)
+            key = str(key_node.value)
+            if key == "<<":
+                raise YamlError("merge keys (<<) are not allowed", *_mark(key_node), path)
+            if key in seen:
+                raise YamlError(f"duplicate key {key!r}", *_mark(key_node), (*path, key))
+            seen.add(key)
+            locations.setdefault((*path, key), _mark(key_node))
+            size += 1 + _check(value_node, (*path, key), depth + 1, locations, sizes)
+    sizes[id(node)] = size
+    if size > MAX_NODES:
+        raise YamlError(f"document expands to more than {MAX_NODES} values", *_mark(node), path)
+    return size
+
+
+def load(data: bytes, *, max_bytes: int = MAX_BYTES) -> LoadedYaml:
+    """Parse one YAML document from ``data`` under the rules above.
+
+    Raises :class:`YamlError` with the location of the first problem.
+    """
+    if len(data) > max_bytes:
+        raise YamlError(f"larger than {max_bytes} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise YamlError(f"not UTF-8 (byte {e.start})") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return LoadedYaml(None, {})
+        locations: dict[Path, tuple[int, int]] = {}
+        _check(node, (), 0, locations, {})
+        value = loader.construct_document(node)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        raise YamlError(str(e.problem or e.context or "invalid YAML"), line, column) from None
+    except yaml.YAMLError as e:
+        raise YamlError(str(e)) from None
+    except RecursionError:
+        raise YamlError(f"nested deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+    return LoadedYaml(value, locations)

@@ -1,0 +1,107 @@
+"""One invocation's view of the endpoint: configuration, target, backends and state.
+
+Everything is looked up lazily and once, so a command pays only for what it uses
+(``patchd status`` never starts a package manager).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from patchd.backends import select_backends
+from patchd.backends.base import Backend, BackendContext
+from patchd.config import AgentConfig
+from patchd.discovery.inventory import BackendStatus
+from patchd.discovery.osinfo import OsInfo, read_os_info
+from patchd.errors import UsageError
+from patchd.platforms import OsProfile, profile_for
+from patchd.target import Target
+from patchd.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from patchd.state.store import StateStore
+
+
+class Session:
+    """The endpoint as one command sees it. Close it (or use ``with``) when done."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        target: Target,
+        state_dir: Path,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self.state_dir = state_dir
+        self.clock = clock
+        self._store: StateStore | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @cached_property
+    def os_info(self) -> OsInfo:
+        return read_os_info(self.target)
+
+    @cached_property
+    def profile(self) -> OsProfile:
+        return profile_for(self.os_info.id, self.os_info.id_like)
+
+    def _context_for(self, name: str) -> BackendContext:
+        return BackendContext(
+            target=self.target,
+            profile=self.profile,
+            work_dir=self.state_dir / "work",
+            settings=self.config.backend_settings(name),
+        )
+
+    @cached_property
+    def _selection(self) -> tuple[list[Backend], list[str]]:
+        return select_backends(self.profile, self._context_for, self.config.backends or None)
+
+    @property
+    def backends(self) -> list[Backend]:
+        """The usable backends (broken ones are in :attr:`backend_problems`)."""
+        return self._selection[0]
+
+    @property
+    def backend_problems(self) -> list[str]:
+        return self._selection[1]
+
+    def backend(self, name: str) -> Backend:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise UsageError(f"the {name} backend is not in use on {self.target}")
+
+    def backend_statuses(self) -> list[BackendStatus]:
+        statuses = [
+            BackendStatus(b.name, b.probe().status.value, b.probe().detail) for b in self.backends
+        ]
+        for problem in self.backend_problems:
+            name, _, rest = problem.partition(": ")
+            status, _, detail = rest.partition(": ")
+            statuses.append(BackendStatus(name, status, detail))
+        return statuses
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            from patchd.state.store import StateStore  # sqlite3: only for commands that record
+
+            self._store = StateStore.open(self.state_dir)
+        return self._store

@@ -1,0 +1,84 @@
+"""The local state database's schema, as an ordered list of migrations.
+
+``PRAGMA user_version`` records how many have been applied; each runs once, in its
+own transaction, so an upgrade of patchd upgrades the database in place.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: inventory history, update sightings, runs with items and transcripts
+    """
+    CREATE TABLE inventory (
+        id INTEGER PRIMARY KEY,
+        taken_at TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE TABLE update_sightings (
+        backend TEXT NOT NULL,
+        name TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        version TEXT NOT NULL,
+        classification TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        installed_at TEXT,
+        PRIMARY KEY (backend, name, arch, version)
+    );
+    CREATE TABLE advisories (
+        backend TEXT NOT NULL,
+        name TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        version TEXT NOT NULL,
+        cves TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (backend, name, arch, version)
+    );
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('apply', 'rollback')),
+        status TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        parent_run TEXT REFERENCES runs(id),
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        notes TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE run_items (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        backend TEXT NOT NULL,
+        name TEXT NOT NULL,
+        arch TEXT NOT NULL,
+        from_version TEXT NOT NULL,
+        to_version TEXT NOT NULL,
+        update_id TEXT,
+        classification TEXT,
+        severity TEXT,
+        cves TEXT NOT NULL DEFAULT '[]',
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        found_version TEXT,
+        detail TEXT NOT NULL DEFAULT '',
+        rollback_available INTEGER NOT NULL DEFAULT 0,
+        rollback_file TEXT,
+        rollback_detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE run_transcript (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        argv TEXT NOT NULL,
+        returncode INTEGER,
+        duration_s REAL NOT NULL,
+        output TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE INDEX runs_started ON runs(started_at);
+    CREATE INDEX sightings_open ON update_sightings(installed_at);
+    """,
+)

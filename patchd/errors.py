@@ -130,6 +130,11 @@ class CommandError(PatchdError):
             message = f"{message}: {last_line}"
         super().__init__(message, hint=hint)
 
+    @property
+    def summary(self) -> str:
+        """The last line of the command's output (what it said last), secrets scrubbed."""
+        return self._scrub(_last_line(self.output_tail))
+
     def _scrub(self, text: str) -> str:
         for secret in self._redact:
             text = text.replace(secret, "****")

@@ -10,6 +10,7 @@ Nothing else in patchd imports :mod:`subprocess`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per stream; more is elided from the middle
 KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL when a command times out
+MAX_LINE_BYTES = 64 * 1024  # a longer line reaches on_line in pieces
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Variables carried over from patchd's own environment; everything else is dropped.
 _INHERITED = (
@@ -95,6 +97,9 @@ class _BoundedCapture:
         if self._on_line is not None:
             lines = (self._partial + chunk).split(b"\n")
             self._partial = lines.pop()
+            if len(self._partial) > MAX_LINE_BYTES:  # output without newlines must not pile up
+                lines.append(self._partial)
+                self._partial = b""
             for line in lines:
                 self._on_line(line.decode("utf-8", "replace"))
         room = self._head_limit - len(self._head)
@@ -120,6 +125,13 @@ def _pump(stream: IO[bytes], capture: _BoundedCapture) -> None:
     for chunk in iter(lambda: stream.read1(65536), b""):  # type: ignore[attr-defined]
         capture.feed(chunk)
     stream.close()
+
+
+def _feed(stream: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):  # the command need not read all its input
+        stream.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        stream.close()
 
 
 def _popen(
@@ -155,16 +167,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
         proc.wait()
         return
-    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_S)
+    _kill_group(proc)  # what it started may ignore SIGTERM, or outlive it
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of a command's process group, then reap the command."""
+    if sys.platform != "win32":
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 class RunningCommand:
@@ -179,6 +196,7 @@ class RunningCommand:
         timeout_s: float,
         ok_codes: Sequence[int],
         redact: Sequence[str],
+        input_bytes: bytes | None = None,
     ) -> None:
         self.argv = tuple(argv)
         self._proc = proc
@@ -192,6 +210,10 @@ class RunningCommand:
             threading.Thread(target=_pump, args=(stream, capture), daemon=True)
             for stream, capture in zip((proc.stdout, proc.stderr), captures, strict=True)
         ]
+        if input_bytes is not None and proc.stdin is not None:
+            # Written from a thread: a command that does not read must not block patchd.
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, input_bytes), daemon=True)
+            self._pumps.append(feeder)
         for pump in self._pumps:
             pump.start()
 
@@ -201,15 +223,21 @@ class RunningCommand:
         Raises :class:`CommandTimeout` or :class:`CommandError` as :func:`run` does.
         """
         timed_out = False
-        remaining = max(0.0, self._timeout_s - (time.monotonic() - self._started))
+        deadline = self._started + self._timeout_s
         try:
-            self._proc.wait(timeout=remaining)
+            self._proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop(self._proc)
         except BaseException:
             _stop(self._proc)  # never leave a package manager running behind an interrupted patchd
             raise
+        if not timed_out:
+            for pump in self._pumps:
+                pump.join(max(0.0, deadline - time.monotonic()))
+            if any(pump.is_alive() for pump in self._pumps):
+                timed_out = True  # it has exited, but what it started still holds its pipes
+                _kill_group(self._proc)
         for pump in self._pumps:
             pump.join()
         result = CommandResult(
@@ -256,16 +284,15 @@ def start(
         _BoundedCapture(max_output_bytes, on_line),
         _BoundedCapture(max_output_bytes, on_line),
     )
-    command = RunningCommand(
-        argv, proc, captures, timeout_s=timeout_s, ok_codes=ok_codes, redact=redact
+    return RunningCommand(
+        argv,
+        proc,
+        captures,
+        timeout_s=timeout_s,
+        ok_codes=ok_codes,
+        redact=redact,
+        input_bytes=input_text.encode() if input_text is not None else None,
     )
-    if input_text is not None and proc.stdin is not None:
-        try:
-            proc.stdin.write(input_text.encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-    return command
 
 
 def run(
@@ -351,4 +378,6 @@ def stream_stdout(
             proc.wait(timeout=KILL_GRACE_S)
         except subprocess.TimeoutExpired:
             _stop(proc)
+        else:
+            _kill_group(proc)  # what it started may outlive it, holding standard error open
         err_pump.join()

@@ -39,6 +39,7 @@ class ScanReport:
     updates: tuple[Update, ...]
     first_seen: Mapping[str, datetime]
     warnings: tuple[str, ...]
+    incomplete: bool = False  # a package manager is broken, or none was found
 
     def summary(self) -> dict[str, Any]:
         states = Counter(u.state.value for u in self.updates)
@@ -64,6 +65,7 @@ class ScanReport:
             "updates": updates,
             "summary": self.summary(),
             "warnings": list(self.warnings),
+            "complete": not self.incomplete,
         }
 
 
@@ -121,4 +123,5 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         updates=tuple(sorted(updates, key=update_order)),
         first_seen=first_seen,
         warnings=tuple(warnings),
+        incomplete=bool(session.backend_problems) or not session.backends,
     )

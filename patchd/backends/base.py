@@ -18,7 +18,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from patchd.errors import BackendError, BackendUnavailable, PatchdError
+from patchd.errors import (
+    BackendError,
+    BackendUnavailable,
+    CommandError,
+    CommandTimeout,
+    PatchdError,
+)
 from patchd.models import Advisory, InstalledPackage, PackageChange, Update
 from patchd.platforms import OsProfile
 from patchd.target import Target
@@ -222,31 +228,37 @@ class Backend(ABC):
         self.require()
         if not changes:
             return TransactionResult(results=())
-        notes = list(self.repair(transcript))
+        # A rollback replaces unfinished packages itself; an upgrade needs a sound database.
+        notes = [] if downgrade else list(self.repair(transcript))
         action = "downgrade" if downgrade else "upgrade"
         log.info("%s: %s %d package(s)", self.name, action, len(changes))
-        failure: PatchdError | None = None
+        failure: CommandError | None = None
         try:
             notes += self._guard(
                 action, lambda: self._install(changes, transcript, kept_files, downgrade=downgrade)
             )
-        except PatchdError as e:
-            # The package manager's word is not the verdict; the database is. Keep going.
+        except CommandTimeout:
+            raise
+        except CommandError as e:
+            # The package manager's exit status is not the verdict; the database is.
             failure = e
-            notes.append(f"{self.name} reported a failure: {e}")
-        found = self._guard("read the package database", self._installed_versions)
+            notes.append(
+                f"{self.name} reported a failure (exit status {e.returncode}): {e.summary}"
+            )
+        reasons = self._failure_reasons(failure.output) if failure is not None else {}
+        found = self._guard("read the package database", self._installed_state)
         results = []
         for change in changes:
-            version = found.get((change.name, change.arch))
-            if version == change.to_version:
+            version, status = found.get((change.name, change.arch), (None, "not-installed"))
+            if version == change.to_version and status == "installed":
                 results.append(ChangeResult(change, Outcome.DONE, version))
-            else:
-                detail = (
-                    f"database records {version or 'not installed'}, expected {change.to_version}"
-                )
-                if failure is not None:
-                    detail += f" ({failure.message})"
-                results.append(ChangeResult(change, Outcome.FAILED, version, detail))
+                continue
+            state = f"{version} ({status})" if version else "not installed"
+            detail = f"database records {state}, expected {change.to_version} (installed)"
+            reason = reasons.get(change.name) or (failure.summary if failure is not None else "")
+            if reason:
+                detail += f": {reason}"
+            results.append(ChangeResult(change, Outcome.FAILED, version, detail))
         return TransactionResult(results=tuple(results), notes=tuple(notes))
 
     def _check_changes(self, changes: Sequence[PackageChange]) -> None:
@@ -266,8 +278,8 @@ class Backend(ABC):
         except Exception as e:
             raise BackendError(f"{self.name}: could not {what}: {type(e).__name__}: {e}") from e
 
-    def _installed_versions(self) -> dict[tuple[str, str], str]:
-        return {(p.name, p.arch): p.version for p in self._installed_packages()}
+    def _installed_state(self) -> dict[tuple[str, str], tuple[str, str]]:
+        return {(p.name, p.arch): (p.version, p.status) for p in self._installed_packages()}
 
     # -- steps for subclasses --------------------------------------------------------
 
@@ -296,6 +308,10 @@ class Backend(ABC):
 
     def _start_listing(self) -> None:
         """Begin the slow part of :meth:`_list_updates` in the background. Default: nothing."""
+
+    def _failure_reasons(self, output: str) -> dict[str, str]:
+        """Package name → why the manager says it failed, from its output. Default: none."""
+        return {}
 
     def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
         """Security facts from local sources. Default: the scan already carries them."""

@@ -11,7 +11,7 @@ from patchd.errors import PatchdError, UsageError
 from patchd.models import PackageChange
 from patchd.runs.apply import run_status
 from patchd.session import Session
-from patchd.state.store import RunItem, RunRecord
+from patchd.state.store import RunRecord
 from patchd.transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -19,31 +19,46 @@ log = logging.getLogger(__name__)
 ROLLBACK_OF = "rollback"
 
 
-def _current_versions(session: Session) -> dict[tuple[str, str, str], str]:
+def _current_state(session: Session) -> dict[tuple[str, str, str], tuple[str, str]]:
     return {
-        (p.backend, p.name, p.arch): p.version
+        (p.backend, p.name, p.arch): (p.version, p.status)
         for backend in session.backends
         for p in backend.installed_packages()
     }
 
 
 def _undoable(
-    run: RunRecord, current: dict[tuple[str, str, str], str]
-) -> tuple[list[RunItem], list[str]]:
-    """The items of ``run`` still at the version it installed, and notes on the others."""
-    items, notes = [], []
+    run: RunRecord, current: dict[tuple[str, str, str], tuple[str, str]]
+) -> tuple[list[PackageChange], list[str]]:
+    """What undoing ``run`` changes now, and notes on the packages it leaves alone.
+
+    A package returns to its recorded version if the run changed it (fully, or half-way
+    where an install failed) and nobody has changed it since.
+    """
+    changes, notes = [], []
     for item in run.items:
-        if item.outcome != Outcome.DONE.value:
+        if item.outcome not in (Outcome.DONE.value, Outcome.FAILED.value):
             continue
-        now = current.get(item.change.key)
-        if now != item.change.to_version:
+        version, status = current.get(item.change.key, (None, "not-installed"))
+        if version == item.change.from_version and status == "installed":
+            continue  # untouched by the run, or already back
+        left_at = item.found_version or item.change.to_version
+        if version != left_at:
             notes.append(
-                f"{item.change.name} left alone: it is at {now or 'not installed'} now, "
-                f"not {item.change.to_version} as the run left it"
+                f"{item.change.name} left alone: it is at {version or 'not installed'} now, "
+                f"not {left_at} as the run left it"
             )
             continue
-        items.append(item)
-    return items, notes
+        changes.append(
+            PackageChange(
+                item.change.backend,
+                item.change.name,
+                item.change.arch,
+                version,
+                item.change.from_version,
+            )
+        )
+    return changes, notes
 
 
 def rollback_run(session: Session, run_id: str) -> RunRecord:
@@ -59,16 +74,15 @@ def rollback_run(session: Session, run_id: str) -> RunRecord:
             f"run {run_id} is a {'dry run' if run.dry_run else run.kind} run; "
             "only apply runs can be rolled back"
         )
-    items, notes = _undoable(run, _current_versions(session))
-    if not items:
+    changes, notes = _undoable(run, _current_state(session))
+    if not changes:
         raise UsageError(
             f"run {run_id} has nothing to roll back" + (f" ({'; '.join(notes)})" if notes else ""),
             hint="see `patchd status` for what each run changed",
         )
-    changes = [item.change.reversed() for item in items]
     kept = {
         item.change.key: Path(item.rollback_file)
-        for item in items
+        for item in run.items
         if item.rollback_file and Path(item.rollback_file).is_file()
     }
     rollback_id = store.create_run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,7 @@ from patchd.backends.apt.dpkgdb import DpkgDatabase
 from patchd.backends.apt.environment import AptEnvironment
 from patchd.backends.apt.listing import UpgradableEntry, parse_upgradable
 from patchd.backends.apt.phased import phased_percentages
+from patchd.backends.apt.policy import parse_policy
 from patchd.backends.apt.releases import ReleaseIndex, ReleaseInfo, read_releases
 from patchd.backends.base import (
     Backend,
@@ -46,8 +48,16 @@ REPAIR_TIMEOUT_S = 3600.0
 DEFAULT_LOCK_WAIT_S = 300.0  # how long to wait for another package manager to finish
 MAX_DPKG_LOG_BYTES = 8 * 1024 * 1024  # what a run may append to dpkg's log that patchd reads
 APT_HELPER = "/usr/lib/apt/apt-helper"
+# Reading changelogs from downloaded packages costs ~50 ms each; results are kept, so a
+# host with many downloaded updates spreads the first reading over a few scans.
+ADVISORY_BUDGET_S = 2.0
 DECOMPRESS_TIMEOUT_S = 120.0
 
+# dpkg(1): "dpkg: error processing package fragile (--configure):\n <reason>"
+_DPKG_ERROR = re.compile(
+    r"^dpkg: error processing (?:package|archive) (?P<name>[^\s:]+)\S* \((?P<op>[^)]*)\):\n\s*(?P<why>.+)$",
+    re.MULTILINE,
+)
 _LOCK_MESSAGE = re.compile(r"held by process (\d+)(?: \(([^)]*)\))?")
 _CONFFILE_KEPT = re.compile(r"^\S+ \S+ conffile (\S+) keep$", re.MULTILINE)
 
@@ -85,10 +95,9 @@ class AptBackend(Backend):
         status = self.context.target.path("/var/lib/dpkg/status")
         if not status.exists():
             return Probe(ProbeStatus.ABSENT, f"no dpkg database under {self.context.target}")
-        version = DpkgDatabase(status.parent).version_of("apt")
-        if version is None:
-            return Probe(ProbeStatus.BROKEN, f"{status} does not record apt as installed")
-        return Probe(ProbeStatus.PRESENT, f"apt {version}", version)
+        # The programs are the host's, also when they manage another root.
+        version = DpkgDatabase(Path("/var/lib/dpkg")).version_of("apt")
+        return Probe(ProbeStatus.PRESENT, f"apt {version or '(version unknown)'}", version)
 
     def _installed_packages(self) -> list[InstalledPackage]:
         return self._dpkg.installed()
@@ -115,10 +124,12 @@ class AptBackend(Backend):
         index = ReleaseIndex(releases)
         held = self._dpkg.held() if entries else set()
         phased = self._phased(entries, releases) if entries else {}
+        origins = self._origins([e for e in entries if index.ambiguous(e.suites)], releases)
         profile = self.context.profile
         updates = []
         for entry in entries:
-            classification, source = classify_update(entry.suites, index, profile)
+            carrying = origins.get((entry.name, entry.version)) or index.for_suites(entry.suites)
+            classification, source = classify_update(carrying, entry.suites, profile)
             percentage = phased.get((entry.name, entry.version))
             state = UpdateState.AVAILABLE
             notes = []
@@ -156,6 +167,27 @@ class AptBackend(Backend):
         decompress = self._decompress if self.context.profile.phased_updates else None
         return phased_percentages(self.apt.paths.lists_dir, prefixes, wanted, decompress=decompress)
 
+    def _origins(
+        self, entries: Sequence[UpgradableEntry], releases: Sequence[ReleaseInfo]
+    ) -> dict[tuple[str, str], list[ReleaseInfo]]:
+        """For candidates whose suite name is shared by several repositories: the ones carrying them."""
+        if not entries:
+            return {}
+        names = [
+            e.name if e.arch in ("all", self._native_arch) else f"{e.name}:{e.arch}"
+            for e in entries
+        ]
+        result = process.run(
+            ["apt-cache", "policy", *names], env=self.apt.env, timeout_s=LIST_TIMEOUT_S
+        )
+        by_prefix = {r.list_prefix: r for r in releases}
+        found = {}
+        for name, origin in parse_policy(result.stdout).items():
+            carrying = [by_prefix[p] for p in origin.list_prefixes if p in by_prefix]
+            if carrying:
+                found[(name.split(":", 1)[0], origin.version)] = carrying
+        return found
+
     def _decompress(self, path: Path) -> bytes:
         result = process.run(
             [APT_HELPER, "cat-file", str(path)], env=self.apt.env, timeout_s=DECOMPRESS_TIMEOUT_S
@@ -163,13 +195,17 @@ class AptBackend(Backend):
         return result.stdout.encode("utf-8", "surrogateescape")
 
     def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
+        from patchd.backends.apt.changelog import facts_since, read_deb_changelog
+
         found = {}
+        deadline = time.monotonic() + ADVISORY_BUDGET_S
         for update in updates:
+            if time.monotonic() > deadline:
+                log.debug("advisories: time budget spent; the rest are read on later scans")
+                break
             deb = self._cached_deb(update.name, update.available_version, update.arch)
             if deb is None:
                 continue
-            from patchd.backends.apt.changelog import facts_since, read_deb_changelog
-
             text = read_deb_changelog(deb, update.name)
             if text is None:
                 # Recorded as known-empty, so the package is not read again on every scan.
@@ -284,6 +320,9 @@ class AptBackend(Backend):
                     )
                 )
         return sources
+
+    def _failure_reasons(self, output: str) -> dict[str, str]:
+        return {m["name"]: f"{m['why'].strip()} ({m['op']})" for m in _DPKG_ERROR.finditer(output)}
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from patchd.backends.apt.releases import ReleaseIndex, ReleaseInfo
+from patchd.backends.apt.releases import ReleaseInfo
 from patchd.models import Classification, Severity, UpdateSource
 from patchd.platforms import OsProfile
 
@@ -44,14 +44,13 @@ def _suite_kind(release: ReleaseInfo, profile: OsProfile) -> Classification | No
 
 
 def classify_update(
-    suites: Sequence[str], index: ReleaseIndex, profile: OsProfile
+    releases: Sequence[ReleaseInfo], suites: Sequence[str], profile: OsProfile
 ) -> tuple[Classification, UpdateSource]:
-    """Classify a candidate available from ``suites``; also say where it comes from.
+    """Classify a candidate carried by ``releases`` (listed in ``suites``); say where it comes from.
 
     Security wins if any repository carrying the candidate is a security archive (a
     point release often carries the same version as the security archive).
     """
-    releases = [r for suite in suites for r in index.lookup(suite)]
     if not releases:
         return Classification.OTHER, UpdateSource(suite=",".join(suites))
     security = [r for r in releases if is_security_release(r, profile)]

@@ -7,7 +7,7 @@ Debian marks its security archive. Only the header of each file is read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +91,11 @@ class ReleaseIndex:
     def lookup(self, suite: str) -> list[ReleaseInfo]:
         """Every repository whose Suite (or Codename) is ``suite``."""
         return list(self._by_suite.get(suite, ()))
+
+    def for_suites(self, suites: Sequence[str]) -> list[ReleaseInfo]:
+        """Every repository matching any of ``suites``, each once."""
+        return list(dict.fromkeys(r for s in suites for r in self.lookup(s)))
+
+    def ambiguous(self, suites: Sequence[str]) -> bool:
+        """True when one of ``suites`` names repositories of different origins or labels."""
+        return any(len({(r.origin, r.label) for r in self.lookup(s)}) > 1 for s in suites)

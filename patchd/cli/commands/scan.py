@@ -18,4 +18,5 @@ def run(invocation: Invocation) -> int:
         from patchd.cli.render import render_scan
 
         print(render_scan(report, Style(colour_enabled(sys.stdout))))
-    return 0
+    # Nothing listed because a package manager is broken or missing is not "up to date".
+    return 1 if report.incomplete else 0

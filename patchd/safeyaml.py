@@ -9,7 +9,7 @@ are kept so that errors can say ``FILE:LINE:COL: path.to.field: message``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,28 @@ class LoadedYaml:
 class _Loader(yaml.SafeLoader):
     """The safe loader without implicit timestamps (dates stay strings)."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, LookupError, TypeError):  # PyYAML's converters on "0x_", "!!bool x"
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"not a valid {kind}", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) < len(node.value):  # keys spelt apart can be equal typed: 1 and 0x1
+            seen: set[Hashable] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return mapping
+
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -91,6 +113,8 @@ def _check(
             key = str(key_node.value)
             if key == "<<":
                 raise YamlError("merge keys (<<) are not allowed", *_mark(key_node), path)
+            if key_node.tag not in _ALLOWED_TAGS:
+                raise YamlError(f"tag {key_node.tag} is not allowed", *_mark(key_node), path)
             if key in seen:
                 raise YamlError(f"duplicate key {key!r}", *_mark(key_node), (*path, key))
             seen.add(key)

@@ -23,6 +23,23 @@ _STATUS_STYLE = {
 }
 
 
+def _support_line(inv: Inventory, style: Style) -> str:
+    eol = inv.eol
+    if eol is None:
+        return "end of life unknown for this release"
+    until = eol.security_end.isoformat() if eol.security_end else "unknown"
+    if not eol.past_security_end:
+        return f"{eol.name}: security support until {until}"
+    if eol.extended_end and not eol.past_extended_end:
+        return style(
+            f"{eol.name}: regular security support ended {until}; "
+            f"{eol.extended_kind or 'extended support'} until {eol.extended_end.isoformat()}",
+            "yellow",
+        )
+    ended = eol.extended_end.isoformat() if eol.extended_end else until
+    return style(f"{eol.name} is past its end of life (support ended {ended})", "red", "bold")
+
+
 def render_inventory(inv: Inventory, style: Style) -> str:
     lines = []
     facts = [inv.hostname or "(no hostname)", inv.os.pretty_name]
@@ -39,20 +56,7 @@ def render_inventory(inv: Inventory, style: Style) -> str:
             f"Hardware:  {hw.get('cpu_logical') or '?'} CPUs ({hw.get('cpu_model') or 'unknown'}), "
             f"{memory:.1f} GiB memory, {len(hw.get('disks', []))} disks"
         )
-    if inv.eol is not None:
-        eol = inv.eol
-        until = eol.security_end.isoformat() if eol.security_end else "unknown"
-        if eol.past_security_end:
-            extra = f", {eol.extended_kind} until {eol.extended_end}" if eol.extended_end else ""
-            lines.append(
-                style(
-                    f"Support:   {eol.name} is past its end of life ({until}{extra})", "red", "bold"
-                )
-            )
-        else:
-            lines.append(f"Support:   {eol.name}: security support until {until}")
-    else:
-        lines.append("Support:   end of life unknown for this release")
+    lines.append(f"Support:   {_support_line(inv, style)}")
     reboot = "required: " + "; ".join(inv.reboot.reasons) if inv.reboot.required else "not required"
     lines.append(f"Reboot:    {style(reboot, 'yellow') if inv.reboot.required else reboot}")
     backends = ", ".join(f"{b.name} ({b.detail})" for b in inv.backends) or "none"

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 _VERSION_LINE = re.compile(
     r"^ (?:\*\*\*| {3}) (?P<version>\S+) (?P<priority>-?\d+)(?: \(phased (?P<phased>\d+)%\))?$"
 )
-_SOURCE_LINE = re.compile(r"^ {8}-?\d+ (?P<uri>\S+) (?P<dist>\S+)(?: \S+)? Packages$")
+# The priority is printed "%4i" after 7 spaces: "          1", "        500", "       1001".
+_SOURCE_LINE = re.compile(r"^ {7} {0,3}-?\d+ (?P<uri>\S+) (?P<dist>\S+)(?: \S+)? Packages$")
 # apt's URItoFileName quotes these (strutl.cc QuoteString) before turning "/" into "_".
 _QUOTED = set('\\|{}[]<>"^~_=!@#$%&*')
 
@@ -44,12 +45,16 @@ def list_prefix(uri: str, dist: str) -> str:
     a flat ``file:/srv/repo`` + ``./`` → ``_srv_repo_.``.
     """
     rest = re.sub(r"^[A-Za-z][A-Za-z0-9+.-]*:(//)?", "", uri)
-    if "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]  # credentials never appear in file names
-    base = rest.rstrip("/") + "/"
-    path = base + dist if dist.endswith("/") else base + "dists/" + dist.split("/", 1)[0] + "/"
+    host, slash, rest = rest.partition("/")
+    if "@" in host:
+        host = host.split("@", 1)[1]  # credentials never appear in file names
+    # apt drops an IPv6 address's brackets ("[::1]:8080" → "::1:8080").
+    base = (host.replace("[", "").replace("]", "") + slash + rest).rstrip("/") + "/"
+    # ``dist`` ends with the component ("bookworm/main", "buster/updates/main").
+    path = base + dist if dist.endswith("/") else base + "dists/" + dist.rsplit("/", 1)[0] + "/"
     quoted = "".join(
-        f"%{ord(c):02x}" if c in _QUOTED or ord(c) <= 0x20 or ord(c) >= 0x7F else c for c in path
+        f"%{b:02x}" if chr(b) in _QUOTED or b <= 0x20 or b >= 0x7F else chr(b)
+        for b in path.encode("utf-8", "surrogateescape")
     )
     return quoted.replace("/", "_").rstrip("_")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from patchd.backends.apt.stanzas import first_stanza
 from patchd.models import UpdateSource
@@ -74,7 +75,8 @@ def read_releases(lists_dir: Path) -> list[ReleaseInfo]:
         except OSError:
             continue
         prefix = name.rsplit("_", 1)[0]
-        site = prefix.split("_dists_", 1)[0]
+        # apt's file names turn "/" into "_" and quote a real "_" as %5f: undo both.
+        site = unquote(prefix.split("_dists_", 1)[0].replace("_", "/"))
         releases.append(parse_release_header(head, site=site, list_prefix=prefix))
     return releases
 

@@ -18,7 +18,9 @@ def iter_stanzas(text: str) -> Iterator[dict[str, str]]:
     """Yield each stanza of ``text`` as a dict of field → value (names as written)."""
     fields: dict[str, str] = {}
     name: str | None = None
-    for line in text.splitlines():
+    # Only "\n" ends a line, as for dpkg and apt: str.splitlines() would also break at
+    # U+2028, form feeds and the like inside a value, and turn the rest into a field.
+    for line in text.split("\n"):
         if not line.strip():
             if fields:
                 yield fields
@@ -31,7 +33,10 @@ def iter_stanzas(text: str) -> Iterator[dict[str, str]]:
         if line.startswith("#"):
             continue
         key, sep, value = line.partition(":")
-        if not sep or len(fields) >= MAX_STANZA_FIELDS:
+        if not sep:
+            continue
+        if len(fields) >= MAX_STANZA_FIELDS:
+            name = None  # a dropped field's continuation lines go with it
             continue
         name = key.strip()
         fields[name] = value.strip()

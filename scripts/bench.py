@@ -1,0 +1,106 @@
+"""``make bench``: patchd's costs as ratios against limits measured in the same run.
+
+- scan: ``patchd scan`` wall time ÷ ``apt list --upgradable`` wall time on this host,
+  medians of warm runs taken alternately (target ≤ 1.25, Python start-up included);
+- start-up: ``patchd --version`` against a bare ``python -c pass`` of the same interpreter.
+
+patchd is measured as an administrator would run it: installed (not editable) in a
+virtual environment of its own, built here from the working tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH_VENV = REPO / ".stamps" / "bench-venv"
+WARM_RUNS = 3
+RUNS = 7
+STARTUP_RUNS = 15
+SCAN_TARGET = 1.25
+
+
+def _install() -> Path:
+    """A virtual environment with patchd installed from the working tree (not editable)."""
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--force-reinstall",
+            "--no-deps",
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(REPO)], check=True, capture_output=True
+    )
+    return BENCH_VENV / "bin"
+
+
+def _time(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    if shutil.which("apt") is None:
+        print("bench: apt is not installed; the scan benchmark needs a Debian-family host")
+        return 1
+    bindir = _install()
+    patchd = str(bindir / "patchd")
+    env = {**os.environ, "LC_ALL": "C"}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "agent.yaml"
+        config.write_text("{}\n")
+        scan = [patchd, "--config", str(config), "--state-dir", f"{tmp}/state", "scan", "--json"]
+        listing = ["apt", "list", "--upgradable"]
+        for _ in range(WARM_RUNS):  # fills apt's page cache and patchd's advisory cache
+            _time(scan, env)
+            _time(listing, env)
+        scan_s, list_s = [], []
+        for _ in range(RUNS):
+            scan_s.append(_time(scan, env))
+            list_s.append(_time(listing, env))
+    version_s = [_time([patchd, "--version"]) for _ in range(STARTUP_RUNS)]
+    bare_s = [_time([str(bindir / "python"), "-c", "pass"]) for _ in range(STARTUP_RUNS)]
+
+    scan_median, list_median = statistics.median(scan_s), statistics.median(list_s)
+    ratio = scan_median / list_median
+    ok = ratio <= SCAN_TARGET
+    print(f"{'benchmark':<34}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
+    print(
+        f"{'scan vs apt list --upgradable':<34}{scan_median:>9.3f}s{list_median:>9.3f}s"
+        f"{ratio:>8.2f}{'<= ' + str(SCAN_TARGET):>9}  {'PASS' if ok else 'FAIL'}"
+    )
+    version, bare = statistics.median(version_s), statistics.median(bare_s)
+    print(
+        f"{'patchd --version vs python -c pass':<34}{version:>9.3f}s{bare:>9.3f}s"
+        f"{version / bare:>8.2f}{'(info)':>9}"
+    )
+    print(
+        f"(medians of {RUNS} alternating warm runs; start-up over {STARTUP_RUNS} runs; "
+        f"scan runs: {', '.join(f'{s:.3f}' for s in scan_s)}; "
+        f"apt runs: {', '.join(f'{s:.3f}' for s in list_s)})"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

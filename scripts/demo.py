@@ -1,0 +1,165 @@
+"""``make demo``: patchd's main job, for real, in a few minutes.
+
+1. Scan this machine: its inventory and the updates it lacks, classified by risk.
+   Read-only: nothing on this machine is changed.
+2. Build an isolated Debian root from local repositories (one of them labelled as a
+   security archive, served over HTTP on 127.0.0.1), then scan it, apply its security
+   update, look at the run, and roll it back.
+
+Everything it writes stays under ``demo-output/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.aptroot import AptRoot, tools_missing  # noqa: E402
+from tests.support.catalogue import build_catalogue  # noqa: E402
+from tests.support.httpd import StaticServer  # noqa: E402
+
+OUT = REPO / "demo-output"
+HOST_ROWS = 15  # updates of this machine shown on screen; the rest are in the JSON file
+PATCHD = [sys.executable, "-m", "patchd"]
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+def patchd(*args: str, check: bool = True, show: bool = True) -> subprocess.CompletedProcess[str]:
+    print(f"$ patchd {' '.join(args)}", flush=True)
+    proc = subprocess.run(
+        [*PATCHD, *args], capture_output=True, text=True, check=False, timeout=600
+    )
+    if show:
+        print(proc.stdout, end="")
+    if proc.stderr.strip():
+        print(textwrap.indent(proc.stderr.rstrip(), "  | "))
+    if check and proc.returncode != 0:
+        raise SystemExit(f"demo: patchd {' '.join(args)} exited {proc.returncode}")
+    return proc
+
+
+def scan_this_machine(config: Path) -> None:
+    banner("1. This machine: inventory and pending updates (read-only)")
+    state = OUT / "host-state"
+    proc = patchd(
+        "--config", str(config), "--state-dir", str(state), "scan", show=False, check=False
+    )
+    lines = proc.stdout.splitlines()
+    table_start = next(
+        (i for i, line in enumerate(lines) if line.startswith("Updates:")), len(lines)
+    )
+    shown = lines[: table_start + 2 + HOST_ROWS]
+    print("\n".join(shown))
+    if len(lines) > len(shown):
+        print(f"  ... {len(lines) - len(shown)} more lines")
+    doc = patchd(
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "scan",
+        "--json",
+        show=False,
+        check=False,
+    ).stdout
+    (OUT / "host-scan.json").write_text(doc)
+    try:
+        summary = json.loads(doc)["summary"]
+        print(
+            f"Summary: {summary['total']} updates, {summary['security']} security; "
+            f"by severity {summary['by_severity']}"
+        )
+    except (ValueError, KeyError):
+        print("(this machine has no supported package manager; see host-scan.json)")
+
+
+def patch_an_isolated_root(config: Path) -> None:
+    banner("2. An isolated Debian root built from local repositories")
+    work = OUT / "root-demo"
+    catalogue = build_catalogue(work / "catalogue")
+    root = AptRoot.create(work / "root", work / "aptconf")
+    with StaticServer(catalogue.repos["base"].parent) as server:
+        root.set_sources([f"{server.url}/{name}" for name in catalogue.repos])
+        root.update()
+        root.install(*catalogue.base_specs())
+        print(
+            f"root: {root.path}\nrepositories served at {server.url}: {', '.join(catalogue.repos)}"
+        )
+        common = [
+            "--config",
+            str(config),
+            "--root",
+            str(root.path),
+            "--state-dir",
+            str(work / "state"),
+        ]
+
+        banner("2a. Scan the root: updates classified by the archive they come from")
+        patchd(*common, "scan")
+
+        banner(
+            "2b. Apply the security update of 'hello' (keeps a way back, judges by dpkg's database)"
+        )
+        applied = json.loads(
+            patchd(*common, "apply", "--yes", "--json", "hello", show=False).stdout
+        )
+        run = applied["run"]
+        patchd(*common, "status")
+        item = run["items"][0]
+        print(
+            f"run {run['id']}: hello {item['from_version']} -> {item['found_version']} ({item['outcome']}); "
+            f"rollback kept: {item['rollback']['file']}"
+        )
+
+        banner(f"2c. Roll back run {run['id']}")
+        patchd(*common, "rollback", run["id"])
+        print(f"dpkg now records hello {root.versions()['hello']} (back to the release version)")
+
+        banner(
+            "2d. Scan again: hello is pending again, its CVEs and urgency read from its changelog"
+        )
+        patchd(*common, "scan")
+
+
+def main() -> int:
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir()
+    config = OUT / "agent.yaml"
+    config.write_text("tags: [demo]\napt:\n  lock_timeout: 60\n")
+    scan_this_machine(config)
+    missing = tools_missing("apt-get", "apt-ftparchive", "dpkg-deb", "/bin/busybox")
+    if missing or os.geteuid() != 0:
+        why = (
+            f"missing {', '.join(missing)}"
+            if missing
+            else "it needs root (dpkg chroots into the root)"
+        )
+        print(f"\nSkipping part 2: {why}. Run `sudo make demo` on a Debian/Ubuntu machine.")
+        return 0
+    patch_an_isolated_root(config)
+    banner("What to look at")
+    print(
+        textwrap.dedent(f"""\
+        - {OUT}/host-scan.json: this machine's inventory and classified updates (patchd scan --json)
+        - {OUT}/root-demo/state/state.db: runs, per-package results and full apt transcripts (SQLite)
+        - patchd --root {OUT}/root-demo/root --state-dir {OUT}/root-demo/state status
+        - README.md for what patchd does next: signed policies, the agent service, the collector
+        """)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -153,7 +153,7 @@ class CommandTimeout(CommandError):
             argv,
             None,
             output,
-            message=f"command timed out after {timeout_s:.0f} s: {{argv}}",
+            message=f"command timed out after {timeout_s:g} s: {{argv}}",
             hint="it was stopped; try again, or raise the timeout in the agent configuration",
             redact=redact,
         )

@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
-from patchd.errors import CommandError, CommandTimeout, ToolNotFoundError
+from patchd.errors import CommandError, CommandTimeout, PatchdError, ToolNotFoundError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_BYTES = 16 * 1024 * 1024  # per stream; more is elided from the middle
-KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL when a command times out
+KILL_GRACE_S = 10.0  # between SIGTERM and SIGKILL; for leftovers, between exit and SIGKILL
 MAX_LINE_BYTES = 64 * 1024  # a longer line reaches on_line in pieces
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Variables carried over from patchd's own environment; everything else is dropped.
@@ -155,8 +155,16 @@ def _popen(
             start_new_session=not windows,
             creationflags=getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if windows else 0,
         )
-    except FileNotFoundError:
-        raise ToolNotFoundError(argv[0]) from None
+    except FileNotFoundError as e:
+        if cwd is not None and not os.path.isdir(cwd):
+            raise PatchdError(
+                f"cannot run {argv[0]}: working directory {cwd} does not exist"
+            ) from None
+        raise ToolNotFoundError(argv[0]) from e
+    except PermissionError:
+        raise PatchdError(
+            f"cannot run {argv[0]}: permission denied", hint="is it executable?"
+        ) from None
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -233,10 +241,14 @@ class RunningCommand:
             _stop(self._proc)  # never leave a package manager running behind an interrupted patchd
             raise
         if not timed_out:
+            # It has exited; what it started may still hold its pipes open. That gets a short
+            # grace, then is stopped: soon, before the group's id could be reused.
+            grace_end = min(deadline, time.monotonic() + KILL_GRACE_S)
             for pump in self._pumps:
-                pump.join(max(0.0, deadline - time.monotonic()))
+                pump.join(max(0.0, grace_end - time.monotonic()))
             if any(pump.is_alive() for pump in self._pumps):
-                timed_out = True  # it has exited, but what it started still holds its pipes
+                log.warning("%s exited leaving processes behind; stopping them", self.argv[0])
+                timed_out = grace_end >= deadline
                 _kill_group(self._proc)
         for pump in self._pumps:
             pump.join()

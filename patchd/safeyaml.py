@@ -137,7 +137,12 @@ def load(data: bytes, *, max_bytes: int = MAX_BYTES) -> LoadedYaml:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise YamlError(f"not UTF-8 (byte {e.start})") from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as e:  # a control character, refused before parsing starts
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - text.rfind("\n", 0, e.position)
+        raise YamlError(f"character #x{e.character:04x} is not allowed", line, column) from None
     try:
         node = loader.get_single_node()
         if node is None:

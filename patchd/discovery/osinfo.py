@@ -55,9 +55,23 @@ def parse_os_release(text: str) -> dict[str, str]:
     return values
 
 
+def _inside(target: Target, system_path: str) -> Path:
+    """``system_path`` in the target, following one absolute symlink within the root.
+
+    ``/etc/os-release`` is usually a link to ``/usr/lib/os-release``; in an alternate
+    root that link must resolve inside the root, not on the host.
+    """
+    path = target.path(system_path)
+    if not target.is_host and path.is_symlink():
+        link = os.readlink(path)
+        if os.path.isabs(link):
+            return target.path(link)
+    return path
+
+
 def _read_os_release(target: Target) -> dict[str, str]:
     for candidate in OS_RELEASE_PATHS:
-        path: Path = target.path(candidate)
+        path: Path = _inside(target, candidate)
         try:
             with path.open("rb") as f:
                 return parse_os_release(f.read(MAX_OS_RELEASE_BYTES).decode("utf-8", "replace"))

@@ -12,6 +12,7 @@ from patchd.target import Target
 
 MAX_MARKER_BYTES = 64 * 1024
 MAX_KERNELS = 256
+_PRE_RELEASE = re.compile(r"[-.~]?rc", re.IGNORECASE)  # 6.9.0-rc3, 6.9.0-060900rc3-generic
 
 
 @dataclass(frozen=True)
@@ -25,13 +26,16 @@ class RebootState:
         return {"required": self.required, "reasons": list(self.reasons)}
 
 
+def _release_part(part: str) -> tuple[int, int | str]:
+    if _PRE_RELEASE.fullmatch(part):
+        return (0, part)
+    return (2, int(part)) if part.isdigit() else (3, part)
+
+
 def kernel_sort_key(release: str) -> tuple[tuple[int, int | str], ...]:
-    """Order kernel releases naturally: ``6.1.0-9`` < ``6.1.0-10``."""
-    return tuple(
-        (0, int(part)) if part.isdigit() else (1, part)
-        for part in re.split(r"(\d+)", release)
-        if part
-    )
+    """Order kernel releases naturally: ``6.1.0-9`` < ``6.1.0-10``, ``6.9.0-rc3`` < ``6.9.0``."""
+    parts = tuple(_release_part(part) for part in re.split(r"(\d+)", release) if part)
+    return (*parts, (1, ""))  # the end sorts after a pre-release marker, before anything else
 
 
 def installed_kernels(target: Target) -> list[str]:
@@ -45,6 +49,15 @@ def installed_kernels(target: Target) -> list[str]:
     except OSError:
         return []
     return sorted(names[:MAX_KERNELS], key=kernel_sort_key)
+
+
+def kernel_flavour(release: str) -> str:
+    """The build flavour of a kernel release: ``6.1.0-26-cloud-amd64`` → ``cloud-amd64``.
+
+    Kernels of different flavours are different packages, not versions of one another.
+    """
+    match = re.match(r"^[\d.]+(?:-rc\d+)?-\d+[a-z0-9.~+]*?-(?P<flavour>[a-z][\w.+-]*)$", release)
+    return match["flavour"] if match else ""
 
 
 def _marker_reason(path: Path, shown: str) -> str:
@@ -65,7 +78,8 @@ def reboot_state(target: Target, profile: OsProfile, running_kernel: str) -> Reb
         if path.exists():
             reasons.append(_marker_reason(path, marker))
             break  # /var/run is a link to /run: one marker is enough
-    kernels = installed_kernels(target)
+    flavour = kernel_flavour(running_kernel)
+    kernels = [k for k in installed_kernels(target) if kernel_flavour(k) == flavour]
     if target.is_host and running_kernel and kernels:
         newest = kernels[-1]
         if kernel_sort_key(newest) > kernel_sort_key(running_kernel):

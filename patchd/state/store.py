@@ -130,10 +130,10 @@ class StateStore:
             ) from None
         store = cls(db, path)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
-            store._migrate()
+            store._migrate()  # first: a database it refuses must stay as it was
+            db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as e:
             db.close()
             raise StateError(
@@ -165,7 +165,8 @@ class StateStore:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version > len(MIGRATIONS):
             raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this patchd understands ({len(MIGRATIONS)})"
+                f"schema version {version} is newer than this patchd understands ({len(MIGRATIONS)}); "
+                "upgrade patchd"
             )
         for number in range(version, len(MIGRATIONS)):
             with self._transaction() as db:
@@ -472,7 +473,7 @@ class StateStore:
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
         """The most recent runs, newest first."""
         ids = self._db.execute(
-            "SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
+            "SELECT id FROM runs ORDER BY rowid DESC LIMIT ?",
             (min(limit, MAX_RUNS_LISTED),),
         ).fetchall()
         return [self.get_run(run_id) for (run_id,) in ids]

@@ -8,6 +8,7 @@ not hang runs in a thread with a generous bound.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -91,10 +92,8 @@ class Pids:
 
     def kill_all(self) -> None:
         for pid in self.seen:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 @pytest.fixture
@@ -176,7 +175,7 @@ def test_redact_hides_secrets_in_str_but_keeps_the_raw_output() -> None:
     argv = sh(f"echo 'auth failed for {secret}'; exit 1")
 
     with pytest.raises(CommandError) as caught:
-        process.run(argv + [secret], timeout_s=30, redact=[secret])
+        process.run([*argv, secret], timeout_s=30, redact=[secret])
 
     shown = str(caught.value)
     assert secret not in shown
@@ -225,12 +224,11 @@ def test_timeout_stops_the_command_and_everything_it_started(pids: Pids) -> None
     script = "sleep 100 & echo pids $$ $!; sleep 100; echo never"
 
     with pytest.raises(CommandTimeout) as caught:
-        bounded(
-            lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line)
-        )
+        bounded(lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line))
 
     error = caught.value
-    assert error.exit_code == ExitCode.TEMPORARY == 75
+    assert error.exit_code is ExitCode.TEMPORARY
+    assert int(error.exit_code) == 75
     assert error.returncode is None
     assert error.timeout_s == SHORT_TIMEOUT_S
     assert error.argv == tuple(sh(script))
@@ -246,9 +244,7 @@ def test_timeout_kills_a_child_that_ignores_sigterm(pids: Pids) -> None:
     script = "(trap '' TERM; exec sleep 100) & echo pids $$ $!; wait"
 
     with pytest.raises(CommandTimeout):
-        bounded(
-            lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line)
-        )
+        bounded(lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line))
 
     assert survivors(pids.seen) == []
 
@@ -259,11 +255,24 @@ def test_leader_that_exits_but_leaves_a_child_holding_its_output_times_out(
     script = "sleep 100 & echo pids $!; exit 0"
 
     with pytest.raises(CommandTimeout) as caught:
-        bounded(
-            lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line)
-        )
+        bounded(lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line))
 
     assert "pids" in caught.value.output
+    assert survivors(pids.seen) == []
+
+
+def test_leftovers_holding_the_output_are_stopped_after_a_grace(
+    monkeypatch: pytest.MonkeyPatch, pids: Pids
+) -> None:
+    monkeypatch.setattr(process, "KILL_GRACE_S", 0.2)
+    script = "sleep 100 & echo pids $!; echo done; exit 3"
+
+    result = bounded(
+        lambda: process.run(sh(script), timeout_s=60, ok_codes=(3,), on_line=pids.on_line)
+    )
+
+    assert result.returncode == 3  # judged by the command itself, which finished in time
+    assert result.stdout.endswith("done\n")
     assert survivors(pids.seen) == []
 
 
@@ -281,9 +290,7 @@ def test_timeout_redacts_secrets() -> None:
     secret = "s3cret-password"
 
     with pytest.raises(CommandTimeout) as caught:
-        process.run(
-            sh(f"echo {secret}; sleep 100"), timeout_s=SHORT_TIMEOUT_S, redact=[secret]
-        )
+        process.run(sh(f"echo {secret}; sleep 100"), timeout_s=SHORT_TIMEOUT_S, redact=[secret])
 
     assert secret not in str(caught.value)
     assert "****" in str(caught.value)
@@ -297,9 +304,7 @@ def test_a_command_ignoring_sigterm_is_killed_after_the_grace(
     script = "trap '' TERM; echo pids $$; while :; do sleep 0.05; done"
 
     with pytest.raises(CommandTimeout):
-        bounded(
-            lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line)
-        )
+        bounded(lambda: process.run(sh(script), timeout_s=SHORT_TIMEOUT_S, on_line=pids.on_line))
 
     assert survivors(pids.seen) == []
 
@@ -458,13 +463,18 @@ def test_without_input_standard_input_is_empty() -> None:
     assert result.stdout == ""
 
 
-def test_large_input_to_a_command_that_does_not_read_it_still_times_out() -> None:
+def test_large_input_to_a_command_that_does_not_read_it_still_times_out(pids: Pids) -> None:
     with pytest.raises(CommandTimeout):
         bounded(
             lambda: process.run(
-                ["sleep", "100"], timeout_s=SHORT_TIMEOUT_S, input_text="x" * 1_000_000
+                sh("echo pids $$; exec sleep 100"),
+                timeout_s=SHORT_TIMEOUT_S,
+                input_text="x" * 1_000_000,
+                on_line=pids.on_line,
             )
         )
+
+    assert survivors(pids.seen) == []
 
 
 def test_input_a_command_ignores_is_dropped_cleanly() -> None:

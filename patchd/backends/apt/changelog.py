@@ -37,7 +37,10 @@ def facts_since(changelog_text: str, installed_version: str) -> ChangelogFacts:
     from debian.debian_support import Version
 
     changelog = Changelog(changelog_text, max_blocks=None, strict=False)
-    installed = Version(installed_version)
+    try:
+        installed = Version(installed_version)
+    except ValueError:
+        return ChangelogFacts(cves=(), urgency=None)
     cves: dict[str, None] = {}
     urgency_rank = -1
     for block in changelog:

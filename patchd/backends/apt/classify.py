@@ -25,7 +25,13 @@ URGENCY_SEVERITY = {
 
 
 def is_security_release(release: ReleaseInfo, profile: OsProfile) -> bool:
-    """True for a repository the OS vendor uses for security fixes."""
+    """True for a repository the OS vendor uses for security fixes.
+
+    Only the vendor's own origins count: a third-party repository calling a suite
+    ``-security`` does not get its updates treated as the distribution's security fixes.
+    """
+    if release.origin not in profile.stable_origins:
+        return False
     if release.label and release.label in profile.security_labels:
         return True
     names = (release.suite, release.codename)

@@ -43,7 +43,10 @@ def _scan_bytes(
     while pos != -1:
         start = data.rfind(b"\n\n", max(0, pos - MAX_STANZA_BYTES), pos)
         end = data.find(b"\n\n", pos, pos + MAX_STANZA_BYTES)
-        chunk = bytes(data[start + 1 if start != -1 else 0 : end if end != -1 else len(data)])
+        # No blank line within reach: start at the window's edge, never at the file's start
+        # (which would read the first stanza of the file as this one).
+        begin = start + 1 if start != -1 else max(0, pos - MAX_STANZA_BYTES)
+        chunk = bytes(data[begin : end if end != -1 else len(data)])
         stanza = first_stanza(chunk.decode("utf-8", "replace"))
         key = (stanza.get("Package", ""), stanza.get("Version", ""))
         if key in wanted:

@@ -18,6 +18,7 @@ from patchd.models import UpdateSource
 RELEASE_HEADER_BYTES = 16 * 1024  # the fields patchd reads come before the checksum lists
 MAX_RELEASE_FILES = 4096
 _PGP_HEADER = "-----BEGIN PGP SIGNED MESSAGE-----"
+_RELEASE_SUFFIXES = ("_InRelease", "_Release")
 
 
 @dataclass(frozen=True)
@@ -62,13 +63,12 @@ def parse_release_header(text: str, site: str = "", list_prefix: str = "") -> Re
 def read_releases(lists_dir: Path) -> list[ReleaseInfo]:
     """Every repository apt has fetched, from ``*_Release`` and ``*_InRelease`` files."""
     try:
-        names = sorted(p.name for p in lists_dir.iterdir())
+        # Filtered before the cap: a busy lists directory holds ~10 index files per release.
+        names = sorted(p.name for p in lists_dir.iterdir() if p.name.endswith(_RELEASE_SUFFIXES))
     except OSError:
         return []
     releases = []
     for name in names[:MAX_RELEASE_FILES]:
-        if not (name.endswith("_InRelease") or name.endswith("_Release")):
-            continue
         try:
             with (lists_dir / name).open("rb") as f:
                 head = f.read(RELEASE_HEADER_BYTES).decode("utf-8", "replace")

@@ -1,0 +1,283 @@
+"""Tests for patchd.config: real files in a temporary directory, errors that point into them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from patchd import config
+from patchd.config import AgentConfig, AptSettings, load_config, parse_config
+from patchd.errors import ConfigError, ExitCode
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
+
+FULL = """\
+tags: [web, production, web, eu-west]
+backends: [apt]
+state_dir: /var/lib/patchd-test
+log:
+  format: json
+apt:
+  lock_timeout: 42.5
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither the host's /etc/patchd nor the caller's PATCHD_CONFIG may leak in."""
+    monkeypatch.delenv(config.CONFIG_ENV, raising=False)
+    monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "etc" / "agent.yaml")
+
+
+def write(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def config_error(path: Path) -> ConfigError:
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.exit_code is ExitCode.CONFIG
+    assert int(caught.value.exit_code) == 78
+    assert (path.read_bytes() if path.is_file() else None) == before  # never rewritten
+    return caught.value
+
+
+# --- which file ---------------------------------------------------------------------------
+
+
+def test_missing_default_file_means_defaults() -> None:
+    assert not config.DEFAULT_CONFIG_PATH.exists()
+
+    assert load_config(None) == AgentConfig()
+    assert AgentConfig().apt == AptSettings(lock_timeout_s=300.0)
+    assert AgentConfig().log_format == "text"
+
+
+def test_an_existing_default_file_is_read() -> None:
+    config.DEFAULT_CONFIG_PATH.parent.mkdir()
+    config.DEFAULT_CONFIG_PATH.write_text("tags: [from-default]\n")
+
+    loaded = load_config(None)
+
+    assert loaded.tags == ("from-default",)
+    assert loaded.source == config.DEFAULT_CONFIG_PATH
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"], ids=["argument", "environment"])
+def test_missing_explicit_file_is_an_error(
+    how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "missing.yaml"
+    if how == "environment":
+        monkeypatch.setenv(config.CONFIG_ENV, str(missing))
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(missing if how == "argument" else None)
+
+    assert caught.value.exit_code is ExitCode.CONFIG
+    assert caught.value.message == f"{missing}: no such configuration file"
+    assert "PATCHD_CONFIG" in (caught.value.hint or "")
+    assert not missing.exists()
+
+
+def test_environment_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen = write(tmp_path, "tags: [from-env]\n")
+    monkeypatch.setenv(config.CONFIG_ENV, str(chosen))
+
+    loaded = load_config(None)
+
+    assert loaded.tags == ("from-env",)
+    assert loaded.source == chosen
+
+
+def test_argument_wins_over_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.CONFIG_ENV, str(write(tmp_path, "tags: [env]\n", "env.yaml")))
+
+    assert load_config(write(tmp_path, "tags: [arg]\n", "arg.yaml")).tags == ("arg",)
+
+
+def test_an_unreadable_path_is_an_error(tmp_path: Path) -> None:
+    error = config_error(tmp_path)  # a directory
+
+    assert error.message.startswith(f"{tmp_path}: cannot read")
+
+
+# --- what a good file gives ---------------------------------------------------------------
+
+
+def test_a_full_file_parses_to_the_right_config(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL)
+
+    assert load_config(path) == AgentConfig(
+        tags=("web", "production", "eu-west"),
+        backends=("apt",),
+        state_dir=Path("/var/lib/patchd-test"),
+        log_format="json",
+        apt=AptSettings(lock_timeout_s=42.5),
+        source=path,
+    )
+
+
+def test_the_shipped_example_parses() -> None:
+    loaded = parse_config(EXAMPLE.read_bytes(), EXAMPLE)
+
+    assert loaded == AgentConfig(
+        tags=("web", "production", "eu-west"),
+        backends=("apt",),
+        state_dir=Path("/var/lib/patchd"),
+        log_format="text",
+        apt=AptSettings(lock_timeout_s=300.0),
+        source=EXAMPLE,
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing set\n", "log:\napt:\n", "tags: []\nbackends: []\n"],
+    ids=["empty", "comment-only", "empty-sections", "empty-lists"],
+)
+def test_settings_left_out_keep_their_defaults(text: str, tmp_path: Path) -> None:
+    path = write(tmp_path, text)
+
+    assert load_config(path) == AgentConfig(source=path)
+
+
+def test_backend_settings_carry_the_apt_lock_timeout(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "apt:\n  lock_timeout: 7\n"))
+
+    assert loaded.backend_settings("apt") == {"lock_timeout_s": 7.0}
+    assert loaded.backend_settings("dnf") == {}
+
+
+# --- what a bad file gives ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    text: str
+    where: str  # LINE:COL: dotted.path, at the setting's key
+    message: str  # a part of the message
+
+
+BAD = {
+    "unknown-top": Bad("tags: [a]\ncolour: red\n", "2:1: colour", "unknown setting"),
+    "unknown-in-log": Bad("log:\n  format: text\n  colour: x\n", "3:3: log.colour", "unknown"),
+    "unknown-in-apt": Bad("apt:\n  lock_timout: 5\n", "2:3: apt.lock_timout", "unknown"),
+    "not-a-mapping": Bad("- tags\n", "1:1: (document)", "must be a mapping"),
+    "scalar-document": Bad("hello\n", "1:1: (document)", "must be a mapping"),
+    "log-not-a-mapping": Bad("log: [json]\n", "1:1: log", "must be a mapping"),
+    "apt-not-a-mapping": Bad("apt: 300\n", "1:1: apt", "must be a mapping"),
+    "tags-not-a-list": Bad("tags: web\n", "1:1: tags", "list of non-empty strings"),
+    "tag-not-a-string": Bad("tags: [web, 3]\n", "1:1: tags", "list of non-empty strings"),
+    "empty-tag": Bad("tags: [web, '']\n", "1:1: tags", "list of non-empty strings"),
+    "backends-mapping": Bad("backends: {apt: yes}\n", "1:1: backends", "list of non-empty"),
+    "log-format": Bad("log:\n  format: xml\n", "2:3: log.format", "one of text, json"),
+    "log-format-list": Bad("log:\n  format: [json]\n", "2:3: log.format", "one of text, json"),
+    "relative-state-dir": Bad("state_dir: var/lib\n", "1:1: state_dir", "absolute path"),
+    "numeric-state-dir": Bad("state_dir: 5\n", "1:1: state_dir", "absolute path"),
+    "empty-state-dir": Bad("state_dir: ''\n", "1:1: state_dir", "absolute path"),
+    "timeout-as-string": Bad("apt:\n  lock_timeout: '5'\n", "2:3: apt.lock_timeout", "number"),
+    "timeout-as-bool": Bad("apt:\n  lock_timeout: yes\n", "2:3: apt.lock_timeout", "number"),
+    "timeout-null": Bad("apt:\n  lock_timeout:\n", "2:3: apt.lock_timeout", "number"),
+    "yaml-syntax": Bad("tags: [a\nlog: x\n", "2:4:", "expected ','"),
+    "yaml-tag": Bad("tags: !!python/object:os.system ls\n", "1:7:", "not allowed"),
+    "duplicate-key": Bad("tags: [a]\ntags: [b]\n", "2:1:", "duplicate key 'tags'"),
+}
+
+
+@pytest.mark.parametrize("case", BAD.values(), ids=BAD.keys())
+def test_a_bad_setting_is_named_with_file_line_and_column(case: Bad, tmp_path: Path) -> None:
+    path = write(tmp_path, case.text)
+
+    error = config_error(path)
+
+    assert error.message.startswith(f"{path}:{case.where}")
+    assert case.message in error.message
+    assert error.hint is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("0", 0.0),
+        ("1", 1.0),
+        ("0.5", 0.5),
+        ("86400", 86400.0),
+        ("-1", None),
+        ("-0.001", None),
+        ("86400.5", None),
+        ("1.0e+9", None),
+        (".inf", None),
+        ("-.inf", None),
+        (".nan", None),
+    ],
+    ids=[
+        "zero",
+        "one",
+        "fraction",
+        "a-day",
+        "negative",
+        "slightly-negative",
+        "over-a-day",
+        "huge",
+        "infinite",
+        "minus-infinite",
+        "not-a-number",
+    ],
+)
+def test_lock_timeout_bounds(value: str, accepted: float | None, tmp_path: Path) -> None:
+    path = write(tmp_path, f"apt:\n  lock_timeout: {value}\n")
+
+    if accepted is not None:
+        assert load_config(path).apt.lock_timeout_s == accepted
+    else:
+        error = config_error(path)
+        assert error.message == (
+            f"{path}:2:3: apt.lock_timeout: must be between 0 and 86400 seconds"
+        )
+
+
+def test_tags_are_deduplicated_in_order(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, "tags: [b, a, b, c, a]\n"))
+
+    assert loaded.tags == ("b", "a", "c")
+
+
+def tag_list(count: int, length: int = 3) -> str:
+    return "tags: [" + ", ".join(f"t{i:0{length - 1}d}" for i in range(count)) + "]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (tag_list(config.MAX_TAGS), None),
+        (tag_list(config.MAX_TAGS + 1), "at most 256 entries"),
+        ("tags: [" + "x" * config.MAX_TAG_CHARS + "]\n", None),
+        ("tags: [" + "x" * (config.MAX_TAG_CHARS + 1) + "]\n", "at most 128 characters"),
+        ("backends: [" + ", ".join(["apt"] * 33) + "]\n", "at most 32 entries"),
+    ],
+    ids=["256-tags", "257-tags", "128-chars", "129-chars", "33-backends"],
+)
+def test_list_limits(text: str, error: str | None, tmp_path: Path) -> None:
+    path = write(tmp_path, text)
+
+    if error is None:
+        assert load_config(path).tags
+    else:
+        assert error in config_error(path).message
+
+
+def test_an_oversized_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "# " + "x" * config.MAX_CONFIG_BYTES + "\n")
+
+    assert "larger than" in config_error(path).message
+
+
+def test_parse_config_reports_the_path_it_was_given() -> None:
+    with pytest.raises(ConfigError, match=r"^/somewhere/agent\.yaml:1:1: colour: unknown"):
+        parse_config(b"colour: red\n", Path("/somewhere/agent.yaml"))

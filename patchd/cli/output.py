@@ -51,22 +51,26 @@ def write_json(document: Mapping[str, Any], stream: TextIO | None = None) -> Non
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], style: Style, indent: int = 2
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    style: Style,
+    indent: int = 2,
+    row_styles: Sequence[Sequence[str]] | None = None,
 ) -> str:
-    """Rows as aligned columns under bold headers."""
+    """Rows as aligned columns under bold headers; ``row_styles`` colour whole rows."""
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
     pad = " " * indent
-    lines = [
-        pad
-        + style(
-            "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(), "bold"
-        )
-    ]
-    for row in rows:
-        lines.append(pad + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    lines = [pad + style(line(headers), "bold")]
+    for i, row in enumerate(rows):
+        # Aligned as plain text first: colour codes would count as width.
+        lines.append(pad + style(line(row), *(row_styles[i] if row_styles else ())))
     return "\n".join(lines)
 
 

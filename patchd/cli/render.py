@@ -66,23 +66,26 @@ def render_inventory(inv: Inventory, style: Style) -> str:
     return "\n".join(lines)
 
 
-def _update_row(u: Update, style: Style) -> list[str]:
-    cls = u.classification.value
-    if u.classification is Classification.SECURITY:
-        cls = style(cls, "red")
-    severity = style(u.severity.value, *_SEVERITY_STYLE.get(u.severity.value, ()))
-    state = u.state.value if u.state is UpdateState.AVAILABLE else style(u.state.value, "yellow")
+def _update_row(u: Update) -> list[str]:
     cves = ",".join(u.cves[:3]) + (f" +{len(u.cves) - 3}" if len(u.cves) > 3 else "")
     return [
         u.name,
         u.installed_version,
         u.available_version,
-        cls,
-        severity,
+        u.classification.value,
+        u.severity.value,
         str(u.source),
-        state,
+        u.state.value,
         cves,
     ]
+
+
+def _update_style(u: Update) -> tuple[str, ...]:
+    if u.state is not UpdateState.AVAILABLE:
+        return ("dim",)
+    if u.classification is Classification.SECURITY:
+        return _SEVERITY_STYLE.get(u.severity.value, ("red",))
+    return ()
 
 
 def render_updates(updates: Sequence[Update], style: Style) -> str:
@@ -90,20 +93,12 @@ def render_updates(updates: Sequence[Update], style: Style) -> str:
         return "No updates available."
     security = sum(u.classification is Classification.SECURITY for u in updates)
     head = style(f"Updates: {len(updates)} ({security} security)", "bold")
-    # Colour codes make cells longer than they look: align plain text, colour afterwards.
-    plain = Style(False)
-    rows = [_update_row(u, plain) for u in updates]
     body = table(
         ["PACKAGE", "INSTALLED", "AVAILABLE", "CLASS", "SEVERITY", "SOURCE", "STATE", "CVES"],
-        rows,
+        [_update_row(u) for u in updates],
         style,
+        row_styles=[_update_style(u) for u in updates],
     )
-    if style.enabled:
-        lines = body.split("\n")
-        for i, u in enumerate(updates, start=1):
-            if u.classification is Classification.SECURITY:
-                lines[i] = style(lines[i], "red")
-        body = "\n".join(lines)
     return f"{head}\n{body}"
 
 

@@ -12,22 +12,12 @@ from collections.abc import Sequence
 from itertools import groupby
 
 from patchd.backends.base import ChangeResult, Outcome
-from patchd.errors import PatchdError
 from patchd.models import Update
+from patchd.runs.recorder import RunRecorder
 from patchd.session import Session
 from patchd.state.store import RunRecord
-from patchd.transcript import Transcript
 
 log = logging.getLogger(__name__)
-
-
-def run_status(results: Sequence[ChangeResult]) -> str:
-    """``succeeded`` when every change landed, ``failed`` when none did, else ``partial``."""
-    done = sum(r.outcome is Outcome.DONE for r in results)
-    failed = sum(r.outcome is Outcome.FAILED for r in results)
-    if failed == 0:
-        return "succeeded"
-    return "failed" if done == 0 else "partial"
 
 
 def apply_updates(
@@ -51,10 +41,8 @@ def apply_updates(
         store.record_results(run_id, skipped, session.clock())
         store.finish_run(run_id, "dry-run", [], session.clock())
         return store.get_run(run_id)
-    transcript = Transcript(sink=lambda entry: store.append_transcript(run_id, entry))
-    results: list[ChangeResult] = []
-    notes: list[str] = []
-    try:
+    recorder = RunRecorder(session, run_id)
+    with recorder.finishing():
         for name, group in groupby(
             sorted(updates, key=lambda u: u.backend), key=lambda u: u.backend
         ):
@@ -62,25 +50,14 @@ def apply_updates(
             batch = list(group)
             changes = [u.change() for u in batch]
             keep_dir = session.state_dir / "runs" / run_id / "packages"
-            sources = backend.prepare_rollback(changes, keep_dir, transcript)
+            sources = backend.prepare_rollback(changes, keep_dir, recorder.transcript)
             store.record_rollback_sources(run_id, sources)
-            notes += [
+            recorder.notes += [
                 f"no rollback path for {s.change.name}: {s.detail}"
                 for s in sources
                 if not s.available
             ]
-            outcome = backend.apply(changes, transcript)
-            store.record_results(run_id, outcome.results, session.clock())
-            results.extend(outcome.results)
-            notes.extend(outcome.notes)
+            recorder.record(backend.apply(changes, recorder.transcript))
             advisories = backend.advisories(batch)  # the new packages are downloaded now
             store.save_advisories(batch, advisories, session.clock())
-    except PatchdError as e:
-        notes.append(f"run stopped: {e}")
-        store.finish_run(run_id, "failed", notes, session.clock())
-        raise
-    except BaseException:
-        store.finish_run(run_id, "interrupted", notes, session.clock())
-        raise
-    store.finish_run(run_id, run_status(results), notes, session.clock())
     return store.get_run(run_id)

@@ -6,13 +6,12 @@ import logging
 from itertools import groupby
 from pathlib import Path
 
-from patchd.backends.base import ChangeResult, Outcome
-from patchd.errors import PatchdError, UsageError
+from patchd.backends.base import Outcome
+from patchd.errors import UsageError
 from patchd.models import PackageChange
-from patchd.runs.apply import run_status
+from patchd.runs.recorder import RunRecorder, run_status
 from patchd.session import Session
 from patchd.state.store import RunRecord
-from patchd.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +88,19 @@ def rollback_run(session: Session, run_id: str) -> RunRecord:
         ROLLBACK_OF, [(c, None) for c in changes], session.clock(), parent_run=run_id
     )
     log.info("run %s: rolling back %d package(s) of run %s", rollback_id, len(changes), run_id)
-    transcript = Transcript(sink=lambda entry: store.append_transcript(rollback_id, entry))
-    results: list[ChangeResult] = []
-    try:
+    recorder = RunRecorder(session, rollback_id, notes=notes)
+    with recorder.finishing():
         for name, group in groupby(
             sorted(changes, key=lambda c: c.backend), key=lambda c: c.backend
         ):
             batch: list[PackageChange] = list(group)
-            outcome = session.backend(name).rollback(
-                batch, transcript, {c.key: kept[c.key] for c in batch if c.key in kept}
+            recorder.record(
+                session.backend(name).rollback(
+                    batch,
+                    recorder.transcript,
+                    {c.key: kept[c.key] for c in batch if c.key in kept},
+                )
             )
-            store.record_results(rollback_id, outcome.results, session.clock())
-            results.extend(outcome.results)
-            notes.extend(outcome.notes)
-    except PatchdError as e:
-        notes.append(f"rollback stopped: {e}")
-        store.finish_run(rollback_id, "failed", notes, session.clock())
-        raise
-    except BaseException:
-        store.finish_run(rollback_id, "interrupted", notes, session.clock())
-        raise
-    status = run_status(results)
-    store.finish_run(rollback_id, status, notes, session.clock())
-    if status == "succeeded":
+    if run_status(recorder.results) == "succeeded":
         store.set_run_status(run_id, "rolled-back")
     return store.get_run(rollback_id)

@@ -1,0 +1,60 @@
+"""Bookkeeping shared by every run: transcript, verdicts, and a final status whatever happens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from patchd.backends.base import ChangeResult, Outcome, TransactionResult
+from patchd.errors import PatchdError
+from patchd.session import Session
+from patchd.transcript import Transcript
+
+
+def run_status(results: Sequence[ChangeResult]) -> str:
+    """``succeeded`` when every change landed, ``failed`` when none did, else ``partial``."""
+    done = sum(r.outcome is Outcome.DONE for r in results)
+    failed = sum(r.outcome is Outcome.FAILED for r in results)
+    if failed == 0:
+        return "succeeded"
+    return "failed" if done == 0 else "partial"
+
+
+@dataclass
+class RunRecorder:
+    """Records one run as it goes: every command, every verdict, every note."""
+
+    session: Session
+    run_id: str
+    results: list[ChangeResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        store = self.session.store
+        self.transcript = Transcript(sink=lambda entry: store.append_transcript(self.run_id, entry))
+
+    def record(self, outcome: TransactionResult) -> None:
+        """Keep a transaction's verdicts and notes."""
+        self.session.store.record_results(self.run_id, outcome.results, self.session.clock())
+        self.results.extend(outcome.results)
+        self.notes.extend(outcome.notes)
+
+    @contextmanager
+    def finishing(self) -> Iterator[None]:
+        """Give the run its final status on the way out: judged, failed or interrupted.
+
+        An error stops the run (recorded as ``failed`` with the reason) and propagates;
+        anything else that stops it (a signal, a bug) leaves it ``interrupted``.
+        """
+        store = self.session.store
+        try:
+            yield
+        except PatchdError as e:
+            self.notes.append(f"stopped: {e}")
+            store.finish_run(self.run_id, "failed", self.notes, self.session.clock())
+            raise
+        except BaseException:
+            store.finish_run(self.run_id, "interrupted", self.notes, self.session.clock())
+            raise
+        store.finish_run(self.run_id, run_status(self.results), self.notes, self.session.clock())

@@ -176,6 +176,18 @@ class BackendUnavailable(BackendError):
     """The backend's tools are present but broken, or absent when asked for by name."""
 
 
+class TrustError(PatchdError):
+    """A key, signature or trust root is missing, malformed or not trusted."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class PolicyError(PatchdError):
+    """A policy is invalid, or this endpoint refused it (the last known good stays in force)."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class StateError(PatchdError):
     """patchd's own local state is unusable (corrupt database, unknown run)."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from patchd.cli.logsetup import setup_logging
-from patchd.cli.parser import COMMANDS, build_parser
+from patchd.cli.parser import COMMANDS, build_parser, command_name
 from patchd.errors import ExitCode, PatchdError, UsageError
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else ExitCode.USAGE
     setup_logging(debug=bool(args.debug))
     try:
-        return _handler(args.command)(_invocation(args))
+        return _handler(command_name(args))(_invocation(args))
     except PatchdError as e:
         log.debug("error", exc_info=True)
         print(f"patchd: error: {e}", file=sys.stderr)

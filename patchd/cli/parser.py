@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from patchd import __version__
 from patchd.errors import EXIT_CODE_HELP
 
-# command → "module:function" of its handler, imported only when that command runs
+# command (with its subcommand) → "module:function" of its handler, imported only when it runs
 COMMANDS: dict[str, str] = {
     "scan": "patchd.cli.commands.scan:run",
     "status": "patchd.cli.commands.status:run",
     "apply": "patchd.cli.commands.apply:run",
     "rollback": "patchd.cli.commands.rollback:run",
+    "plan": "patchd.cli.commands.plan:run",
+    "windows": "patchd.cli.commands.windows:run",
+    "key generate": "patchd.cli.commands.key:generate",
+    "trust init": "patchd.cli.commands.trust:init",
+    "trust rotate": "patchd.cli.commands.trust:rotate",
+    "trust sign": "patchd.cli.commands.trust:sign",
+    "trust verify": "patchd.cli.commands.trust:verify",
+    "trust update": "patchd.cli.commands.trust:update",
+    "trust show": "patchd.cli.commands.trust:show",
+    "policy sign": "patchd.cli.commands.policy:sign",
+    "policy verify": "patchd.cli.commands.policy:verify",
+    "policy check": "patchd.cli.commands.policy:check",
+    "policy activate": "patchd.cli.commands.policy:activate",
 }
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """The ``COMMANDS`` key of a parsed command line: ``"trust init"``, ``"scan"``."""
+    sub = getattr(args, "subcommand", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
+
 
 DESCRIPTION = """\
 patchd keeps this endpoint patched: it discovers the machine and its software, lists
@@ -56,6 +77,105 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         help='write one JSON document (with "schema_version") to standard output',
+    )
+
+
+_SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _group(commands: _SubParsers, name: str, help_text: str) -> _SubParsers:
+    parser = commands.add_parser(name, help=help_text, description=help_text)
+    return parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+
+def _subcommand(subs: _SubParsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    sub = subs.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(sub, suppress=True)
+    return sub
+
+
+def _trust_commands(commands: _SubParsers) -> None:
+    keys = _group(commands, "key", "administrator signing keys")
+    generate = _subcommand(
+        keys, "generate", "make an Ed25519 key pair: PREFIX.key (private) and PREFIX.pub"
+    )
+    generate.add_argument("--out", required=True, metavar="PREFIX", help="where to write the pair")
+
+    trust = _group(
+        commands,
+        "trust",
+        "the trust root: which administrators' keys sign policies, and how many must",
+    )
+    init = _subcommand(trust, "init", "write version 1 of a trust root")
+    init.add_argument(
+        "--key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        dest="keys",
+        help="an administrator's public key (repeat for each)",
+    )
+    init.add_argument(
+        "--threshold",
+        type=int,
+        required=True,
+        metavar="N",
+        help="how many distinct keys must sign a policy",
+    )
+    init.add_argument("--out", required=True, metavar="ROOT", help="the trust root file to write")
+    rotate = _subcommand(trust, "rotate", "prepare the next version of a trust root, to be signed")
+    rotate.add_argument("--trust", required=True, metavar="ROOT", help="the current trust root")
+    rotate.add_argument(
+        "--add-key", action="append", default=[], metavar="PUB", help="a key to add"
+    )
+    rotate.add_argument(
+        "--remove-key", action="append", default=[], metavar="KEYID", help="a key to remove"
+    )
+    rotate.add_argument("--threshold", type=int, metavar="N", help="the new threshold")
+    rotate.add_argument("--out", required=True, metavar="NEXT", help="the new version's file")
+    tsign = _subcommand(trust, "sign", "add a signature to a trust root version")
+    tsign.add_argument("file", metavar="ROOT")
+    tsign.add_argument("--key", required=True, metavar="KEY", help="a private key (PREFIX.key)")
+    tverify = _subcommand(
+        trust, "verify", "check a trust root version (and that it follows --trust)"
+    )
+    tverify.add_argument("file", metavar="ROOT")
+    tverify.add_argument("--trust", metavar="CURRENT", help="the version it must follow")
+    tupdate = _subcommand(trust, "update", "install a new trust root version on this endpoint")
+    tupdate.add_argument("file", metavar="ROOT")
+    tshow = _subcommand(trust, "show", "the trust root this endpoint uses")
+    _json_option(tshow)
+
+
+def _policy_commands(commands: _SubParsers) -> None:
+    policy = _group(commands, "policy", "signed policies: sign, verify, lint and install them")
+    psign = _subcommand(policy, "sign", "add your detached signature to FILE.sig")
+    psign.add_argument("file", metavar="FILE")
+    psign.add_argument("--key", required=True, metavar="KEY", help="a private key (PREFIX.key)")
+    pverify = _subcommand(policy, "verify", "check FILE's signatures against a trust root")
+    pverify.add_argument("file", metavar="FILE")
+    pverify.add_argument(
+        "--trust", metavar="ROOT", help="the trust root (default: this endpoint's)"
+    )
+    pcheck = _subcommand(
+        policy, "check", "lint a policy: schema errors and warnings, FILE:LINE:COL"
+    )
+    pcheck.add_argument("file", metavar="FILE")
+    pcheck.add_argument("--at", metavar="TIME", help="judge expiry and windows at this time")
+    pactivate = _subcommand(
+        policy, "activate", "install a signed policy on this endpoint, exactly as the agent does"
+    )
+    pactivate.add_argument("file", metavar="FILE")
+    pactivate.add_argument(
+        "--trust",
+        metavar="ROOT",
+        help="the trust root (installed on first use; else this endpoint's)",
     )
 
 
@@ -126,4 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument(
         "run_id", metavar="RUN_ID", help="the apply run to undo (see `patchd status`)"
     )
+
+    plan = command("plan", "every update with its decision under the active policy, and why")
+    _json_option(plan)
+    plan.add_argument(
+        "--at",
+        metavar="TIME",
+        help="evaluate at this time (ISO 8601, e.g. 2027-01-05T03:00:00Z) instead of now",
+    )
+
+    windows = command("windows", "the next openings of this endpoint's maintenance windows")
+    _json_option(windows)
+    windows.add_argument(
+        "--next", type=int, default=5, metavar="N", help="how many openings to show"
+    )
+    windows.add_argument("--at", metavar="TIME", help="start from this time instead of now")
+
+    _trust_commands(commands)
+    _policy_commands(commands)
     return parser

@@ -106,3 +106,8 @@ def profile_for(os_id: str, id_like: Sequence[str] = ()) -> OsProfile:
         if profile is not None:
             return profile
     return UNKNOWN
+
+
+def known_families() -> set[str]:
+    """Every family name a policy may select (``os_family``)."""
+    return {p.family for p in _BY_ID.values()}

@@ -9,8 +9,9 @@ are kept so that errors can say ``FILE:LINE:COL: path.to.field: message``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -41,13 +42,18 @@ class LoadedYaml:
     """A loaded document and where each of its values stands in the text."""
 
     data: Any
-    locations: Mapping[Path, tuple[int, int]]
+    locations: Mapping[Path, tuple[int, int]]  # where each field's key (or list item) stands
+    values: Mapping[Path, tuple[int, int]] = field(default_factory=dict)  # scalar values
 
     def where(self, path: Path) -> tuple[int, int]:
-        """The (line, column) of ``path``, or of its nearest located ancestor."""
+        """The (line, column) of ``path``'s key, or of its nearest located ancestor."""
         while path and path not in self.locations:
             path = path[:-1]
         return self.locations.get(path, (0, 0))
+
+    def where_value(self, path: Path) -> tuple[int, int]:
+        """The (line, column) of ``path``'s value when it is a plain value, else :meth:`where`."""
+        return self.values.get(path) or self.where(path)
 
 
 class _Loader(yaml.SafeLoader):
@@ -76,36 +82,70 @@ class _Loader(yaml.SafeLoader):
         return mapping
 
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+# PyYAML's YAML 1.1 patterns for numbers, without the base-60 forms ("1:30" = 90).
+_INT = re.compile(
+    r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"
+)
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_REPLACED = {"tag:yaml.org,2002:int": _INT, "tag:yaml.org,2002:float": _FLOAT}
+
+
+def _plain_resolvers() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    """YAML 1.1's implicit types, minus the surprising ones.
+
+    Dates stay strings (parsed where their meaning is known), and base-60 numbers are
+    gone: ``22:00`` is a time of day in a policy, not the integer 1320.
+    """
+    return {
+        first: [
+            (tag, _REPLACED.get(tag, regexp))
+            for tag, regexp in resolvers
+            if tag != "tag:yaml.org,2002:timestamp"
+        ]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.yaml_implicit_resolvers = _plain_resolvers()
 
 
 def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _check(
-    node: yaml.Node,
-    path: Path,
-    depth: int,
-    locations: dict[Path, tuple[int, int]],
-    sizes: dict[int, int],
-) -> int:
-    """Validate ``node``; return its expanded size. Shared (aliased) nodes are sized once."""
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if depth > MAX_DEPTH:
-        raise YamlError(f"nested deeper than {MAX_DEPTH} levels", *_mark(node), path)
-    if node.tag not in _ALLOWED_TAGS:
-        raise YamlError(f"tag {node.tag} is not allowed", *_mark(node), path)
-    locations.setdefault(path, _mark(node))
-    size = 1
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            size += _check(item, (*path, index), depth + 1, locations, sizes)
-    elif isinstance(node, yaml.MappingNode):
+class _Checker:
+    """Walks a composed document once: validates it and records where everything stands."""
+
+    def __init__(self) -> None:
+        self.locations: dict[Path, tuple[int, int]] = {}
+        self.values: dict[Path, tuple[int, int]] = {}
+        self._sizes: dict[int, int] = {}  # by node id: aliased nodes are walked once
+
+    def check(self, node: yaml.Node, path: Path = (), depth: int = 0) -> int:
+        """Validate ``node``; return its size once aliases are expanded."""
+        if id(node) in self._sizes:
+            return self._sizes[id(node)]
+        if depth > MAX_DEPTH:
+            raise YamlError(f"nested deeper than {MAX_DEPTH} levels", *_mark(node), path)
+        if node.tag not in _ALLOWED_TAGS:
+            raise YamlError(f"tag {node.tag} is not allowed", *_mark(node), path)
+        self.locations.setdefault(path, _mark(node))
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                size += self.check(item, (*path, index), depth + 1)
+        elif isinstance(node, yaml.MappingNode):
+            size += self._mapping(node, path, depth)
+        self._sizes[id(node)] = size
+        if size > MAX_NODES:
+            raise YamlError(f"document expands to more than {MAX_NODES} values", *_mark(node), path)
+        return size
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> int:
+        size = 0
         seen: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
@@ -118,12 +158,11 @@ def _check(
             if key in seen:
                 raise YamlError(f"duplicate key {key!r}", *_mark(key_node), (*path, key))
             seen.add(key)
-            locations.setdefault((*path, key), _mark(key_node))
-            size += 1 + _check(value_node, (*path, key), depth + 1, locations, sizes)
-    sizes[id(node)] = size
-    if size > MAX_NODES:
-        raise YamlError(f"document expands to more than {MAX_NODES} values", *_mark(node), path)
-    return size
+            self.locations.setdefault((*path, key), _mark(key_node))
+            if isinstance(value_node, yaml.ScalarNode):
+                self.values.setdefault((*path, key), _mark(value_node))
+            size += 1 + self.check(value_node, (*path, key), depth + 1)
+        return size
 
 
 def load(data: bytes, *, max_bytes: int = MAX_BYTES) -> LoadedYaml:
@@ -147,8 +186,8 @@ def load(data: bytes, *, max_bytes: int = MAX_BYTES) -> LoadedYaml:
         node = loader.get_single_node()
         if node is None:
             return LoadedYaml(None, {})
-        locations: dict[Path, tuple[int, int]] = {}
-        _check(node, (), 0, locations, {})
+        checker = _Checker()
+        checker.check(node)
         value = loader.construct_document(node)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -160,4 +199,4 @@ def load(data: bytes, *, max_bytes: int = MAX_BYTES) -> LoadedYaml:
         raise YamlError(f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
-    return LoadedYaml(value, locations)
+    return LoadedYaml(value, checker.locations, checker.values)

@@ -23,6 +23,7 @@ from patchd.target import Target
 from patchd.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from patchd.policy.gate import PolicyGate
     from patchd.state.store import StateStore
 
 
@@ -97,6 +98,13 @@ class Session:
             status, _, detail = rest.partition(": ")
             statuses.append(BackendStatus(name, status, detail))
         return statuses
+
+    @cached_property
+    def policy_gate(self) -> PolicyGate:
+        """This endpoint's policy acceptance path and the policy in force."""
+        from patchd.policy.gate import PolicyGate
+
+        return PolicyGate(self.state_dir, self.store, self.clock)
 
     @property
     def store(self) -> StateStore:

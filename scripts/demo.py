@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,13 +133,50 @@ def patch_an_isolated_root(config: Path) -> None:
         )
         patchd(*common, "scan")
 
+        sign_and_plan(common, work)
+
+
+def sign_and_plan(common: list[str], work: Path) -> None:
+    """Part 3: two admins, a trust root needing both, the example policy signed and enforced."""
+    banner("3. A signed policy: two administrator keys, a trust root that needs both")
+    admins = work / "admins"
+    admins.mkdir()
+    for name in ("alice", "bob"):
+        patchd("key", "generate", "--out", str(admins / name))
+    root = admins / "trust-root.json"
+    patchd("trust", "init", "--key", str(admins / "alice.pub"), "--key", str(admins / "bob.pub"),
+           "--threshold", "2", "--out", str(root))  # fmt: skip
+    # The shipped example, dated from today so that it is valid whenever the demo runs.
+    now = datetime.now(UTC).replace(microsecond=0)
+    text = (REPO / "config" / "policy.example.yaml").read_text()
+    text = re.sub(
+        r"^issued_at: .*$", f"issued_at: {now.isoformat().replace('+00:00', 'Z')}", text, flags=re.M
+    )
+    expires = (now + timedelta(days=90)).isoformat().replace("+00:00", "Z")
+    text = re.sub(r"^expires: .*$", f"expires: {expires}", text, count=1, flags=re.M)
+    policy = admins / "policy.yaml"
+    policy.write_text(text)
+    patchd("policy", "check", str(policy))
+    patchd("policy", "sign", str(policy), "--key", str(admins / "alice.key"))
+
+    banner("3a. Signed by one key of two: the endpoint refuses it")
+    patchd(*common, "policy", "activate", str(policy), "--trust", str(root), check=False)
+
+    banner("3b. Signed by both: accepted, kept as the last-known-good")
+    patchd("policy", "sign", str(policy), "--key", str(admins / "bob.key"))
+    patchd(*common, "policy", "activate", str(policy))
+    patchd(*common, "status")
+
+    banner("3c. The plan: every update, the policy's decision, and why")
+    patchd(*common, "plan")
+
 
 def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
     config = OUT / "agent.yaml"
-    config.write_text("tags: [demo]\napt:\n  lock_timeout: 60\n")
+    config.write_text("tags: [demo, web]\napt:\n  lock_timeout: 60\n")
     scan_this_machine(config)
     missing = tools_missing("apt-get", "apt-ftparchive", "dpkg-deb", "/bin/busybox")
     if missing or os.geteuid() != 0:
@@ -154,8 +193,10 @@ def main() -> int:
         textwrap.dedent(f"""\
         - {OUT}/host-scan.json: this machine's inventory and classified updates (patchd scan --json)
         - {OUT}/root-demo/state/state.db: runs, per-package results and full apt transcripts (SQLite)
+        - {OUT}/root-demo/admins/: the throwaway keys, trust root and signed policy (policy.yaml.sig)
         - patchd --root {OUT}/root-demo/root --state-dir {OUT}/root-demo/state status
-        - README.md for what patchd does next: signed policies, the agent service, the collector
+        - patchd --root {OUT}/root-demo/root --state-dir {OUT}/root-demo/state plan --json
+        - README.md for what patchd does next: the agent service, the collector
         """)
     )
     return 0

@@ -81,4 +81,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX runs_started ON runs(started_at);
     CREATE INDEX sightings_open ON update_sightings(installed_at);
     """,
+    # 2: the policy in force, its protections, and every acceptance or refusal
+    """
+    CREATE TABLE policy_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        name TEXT,
+        version INTEGER,
+        sha256 TEXT,
+        policy_path TEXT,
+        issued_at TEXT,
+        expires TEXT,
+        activated_at TEXT,
+        key_ids TEXT NOT NULL DEFAULT '[]',
+        min_version INTEGER NOT NULL DEFAULT 0,
+        clock_floor TEXT
+    );
+    INSERT INTO policy_state (id) VALUES (1);
+    CREATE TABLE policy_events (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('accepted', 'refused', 'flagged')),
+        reason TEXT NOT NULL,
+        code TEXT NOT NULL,
+        source TEXT NOT NULL,
+        version INTEGER,
+        sha256 TEXT
+    );
+    """,
 )

@@ -152,6 +152,16 @@ class StateStore:
         self.close()
 
     @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One immediate (write-locking) transaction; committed on success, else rolled back."""
+        with self._transaction() as db:
+            yield db
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query."""
+        return list(self._db.execute(sql, params).fetchall())
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
         try:

@@ -299,3 +299,19 @@ def test_arbitrary_text_raises_nothing_but_yaml_error(text: str) -> None:
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=40))
 def test_yaml_like_text_raises_nothing_but_yaml_error(parts: list[str]) -> None:
     loads_or_refuses("".join(parts).encode())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("22:00", "22:00"),
+        ("1:30", "1:30"),
+        ("190:20:30.15", "190:20:30.15"),
+        ("12", 12),
+        ("0x1F", 31),
+    ],
+    ids=["time-of-day", "short-time", "base-60-float", "plain-int", "hex-int"],
+)
+def test_base_60_numbers_are_not_numbers(text: str, value: object) -> None:
+    # YAML 1.1 reads 22:00 as 1320; in a policy it is a time of day.
+    assert load(f"a: {text}\n".encode()).data == {"a": value}

@@ -10,6 +10,8 @@ from patchd.cli.output import Style, colour_enabled, confirm, write_json
 from patchd.cli.render import render_run, render_updates
 from patchd.errors import UsageError
 from patchd.models import Classification, Update, UpdateState
+from patchd.policy.evaluate import Decision, Plan
+from patchd.policy.planner import plan_for
 from patchd.runs.apply import apply_updates
 from patchd.scan import SCHEMA_VERSION, scan
 
@@ -17,7 +19,7 @@ from patchd.scan import SCHEMA_VERSION, scan
 def select_updates(
     updates: Sequence[Update], packages: Sequence[str], *, security_only: bool
 ) -> list[Update]:
-    """The updates to apply: all available ones, or the named packages.
+    """Without a policy: all available updates, or the named packages.
 
     A named package must have an update; a held one is refused (release the hold in the
     package manager first). Phased updates are applied only when named.
@@ -44,12 +46,37 @@ def select_updates(
     return chosen
 
 
+def select_planned(plan: Plan, packages: Sequence[str], *, security_only: bool) -> list[Update]:
+    """Under a policy, only what its plan installs now; a named package must be due now."""
+    due = plan.install_now()
+    if packages:
+        by_name = {d.update.name: d for d in plan.decisions}
+        for name in packages:
+            decision = by_name.get(name)
+            if decision is None:
+                raise UsageError(f"{name}: no update available", hint="see `patchd scan`")
+            if decision.decision is not Decision.INSTALL_NOW:
+                raise UsageError(
+                    f"{name} is not due under the policy in force: {decision.reason}",
+                    hint="see `patchd plan`",
+                )
+        due = [u for u in due if u.name in packages]
+    if security_only:
+        due = [u for u in due if u.classification is Classification.SECURITY]
+    return due
+
+
 def run(invocation: Invocation) -> int:
     args = invocation.args
     style = Style(colour_enabled(sys.stdout))
     with invocation.session() as session:
         report = scan(session)
-        chosen = select_updates(report.updates, args.packages, security_only=args.security)
+        if session.policy_gate.active() is None:
+            chosen = select_updates(report.updates, args.packages, security_only=args.security)
+        else:
+            chosen = select_planned(
+                plan_for(session, report), args.packages, security_only=args.security
+            )
         if not chosen:
             if args.json:
                 write_json(

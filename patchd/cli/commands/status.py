@@ -17,11 +17,19 @@ def run(invocation: Invocation) -> int:
         store = session.store
         last_scan = store.last_scan()
         runs = store.list_runs(limit)
+        policy = session.policy_gate.status()
+        root = session.policy_gate.trust.current()
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "state_dir": str(session.state_dir),
         "root": str(session.target),
         "last_scan": last_scan,
+        "policy": policy,
+        "trust_root": (
+            {"version": root.version, "threshold": root.threshold, "key_ids": sorted(root.keys)}
+            if root
+            else None
+        ),
         "runs": [r.as_dict() for r in runs],
     }
     if invocation.args.json:
@@ -36,6 +44,17 @@ def run(invocation: Invocation) -> int:
             f"Last scan: {last_scan['at']}: {last_scan['pending']} pending update(s), "
             f"{last_scan['security']} security"
         )
+    if policy["state"] == "none":
+        print("Policy:    none in force (nothing is installed automatically)")
+    else:
+        state = policy["state"] if policy["state"] == "active" else style(policy["state"], "red")
+        print(
+            f"Policy:    {policy['name']} version {policy['version']}: {state}, "
+            f"expires {policy['expires']}"
+        )
+    if policy["last_refusal"]:
+        refusal = policy["last_refusal"]
+        print(style(f"Refused:   {refusal['at']}: {refusal['reason']}", "yellow"))
     if runs:
         print(style("Runs:", "bold"))
         for r in runs:

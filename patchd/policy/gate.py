@@ -8,8 +8,9 @@ In this order, stopping at the first failure:
 3. safe parsing and the schema (:func:`patchd.policy.loader.load_policy`);
 4. version rules: lower than the highest ever accepted is refused (rollback); the same
    version with other bytes is refused and flagged (a fork, or a signing mistake);
-5. expiry, against a clock that never runs behind the newest signed ``issued_at`` seen
-   (a host clock set back cannot revive an expired policy);
+5. ``issued_at`` at most a day ahead of the clock, and expiry against a clock that never
+   runs behind the newest signed ``issued_at`` seen (a host clock set back before that
+   time cannot revive an expired policy);
 6. atomic activation: the exact bytes and signatures become the last-known-good.
 
 A refusal leaves the last-known-good policy in force and is recorded with its reason.
@@ -25,12 +26,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from patchd.atomicfile import atomic_write_bytes
 from patchd.errors import PolicyError, TrustError
+from patchd.policy.durations import format_duration
 from patchd.policy.loader import MAX_POLICY_BYTES, LoadedPolicy, PolicyInvalid, load_policy
 from patchd.signing.dsse import POLICY_PAYLOAD_TYPE, Signature, read_detached
 from patchd.signing.trust import TrustStore
@@ -39,7 +41,11 @@ from patchd.timeutil import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
-KEPT_VERSIONS = 5  # policy files kept on disk besides the active one
+KEPT_VERSIONS = 5
+MAX_SIGNATURES = 256  # a policy has a handful; thousands would only cost verification time
+MAX_CLOCK_SKEW = timedelta(
+    hours=24
+)  # how far ahead of this endpoint a policy's issued_at may be  # policy files kept on disk besides the active one
 _KEPT_NAME = re.compile(r"v([0-9]{1,20})-[0-9a-f]{12}\.yaml")
 
 
@@ -213,6 +219,8 @@ class PolicyGate:
     def activate_file(self, path: Path) -> ActivePolicy:
         """Accept the policy in ``path``, signed in ``path.sig`` (see :meth:`activate`)."""
         source = str(path)
+        if path.exists() and not path.is_file():  # a FIFO would block the agent forever
+            raise self._refuse("unreadable", f"{source} is not a regular file", source)
         try:
             with path.open("rb") as f:
                 data = f.read(MAX_POLICY_BYTES + 1)
@@ -238,7 +246,19 @@ class PolicyGate:
         """
         if len(data) > MAX_POLICY_BYTES:
             raise self._too_large(source)
-        root = self.trust.current()
+        if len(signatures) > MAX_SIGNATURES:
+            raise self._refuse(
+                "signatures", f"{source} carries more than {MAX_SIGNATURES} signatures", source
+            )
+        try:
+            root = self.trust.current()
+        except TrustError as e:
+            raise self._refuse(
+                "no-trust-root",
+                e.message,
+                source,
+                hint="reinstall the trust root with `patchd policy activate FILE --trust ROOT`",
+            ) from None
         if root is None:
             raise self._refuse(
                 "no-trust-root",
@@ -263,6 +283,17 @@ class PolicyGate:
             ) from None
         policy = loaded.policy
         row = self._row()
+        if policy.issued_at > self.clock() + MAX_CLOCK_SKEW:
+            # Accepting it would move the clock floor into the future and expire every
+            # policy until then: a signing mistake must not freeze the fleet.
+            raise self._refuse(
+                "future",
+                f"version {policy.version} is issued at {format_time(policy.issued_at)}, "
+                f"more than {format_duration(MAX_CLOCK_SKEW)} ahead of this endpoint's clock",
+                source,
+                loaded,
+                hint="check the issuing machine's clock and this endpoint's",
+            )
         self._raise_floor(policy.issued_at)  # signed by admins: a trustworthy lower bound on time
         if row["version"] == policy.version and row["sha256"] == loaded.sha256:
             try:

@@ -62,7 +62,10 @@ def _instant(value: object) -> datetime:
         raise ValueError("must be an ISO 8601 time, e.g. 2026-12-01T09:00:00Z") from None
     if moment.tzinfo is None:
         raise ValueError("needs a time zone (e.g. Z or +01:00)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]

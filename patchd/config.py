@@ -7,13 +7,17 @@ error names the file, line and setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
 
 from patchd.errors import ConfigError
+from patchd.policy.durations import parse_duration
 
 if TYPE_CHECKING:
     from patchd import safeyaml
@@ -25,6 +29,12 @@ CONFIG_ENV = "PATCHD_CONFIG"
 MAX_TAGS = 256
 MAX_TAG_CHARS = 128
 LOG_FORMATS = ("text", "json")
+MAX_POLICY_URLS = 8
+MAX_URL_CHARS = 2048
+MIN_FETCH_INTERVAL = timedelta(minutes=5)
+MAX_FETCH_INTERVAL = timedelta(days=7)
+DEFAULT_FETCH_INTERVAL = timedelta(hours=1)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # where plain http is allowed
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,22 @@ class AptSettings:
     """Settings of the apt backend."""
 
     lock_timeout_s: float = 300.0  # how long to wait for another package manager
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Where the agent takes its policy from (``policy:``); all optional.
+
+    ``file`` is watched, its signatures in ``file.sig``; ``trust_root`` is installed on first
+    use and later versions applied as rotations; ``urls`` are fetched every
+    ``fetch_interval``. Every source goes through the same gate: the signatures decide, so
+    neither the file's permissions nor the transport are trusted.
+    """
+
+    file: Path | None = None
+    trust_root: Path | None = None
+    urls: tuple[str, ...] = ()
+    fetch_interval: timedelta = DEFAULT_FETCH_INTERVAL
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,7 @@ class AgentConfig:
     state_dir: Path | None = None
     log_format: str = "text"
     apt: AptSettings = field(default_factory=AptSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     source: Path | None = None  # the file it came from, if any
 
     def backend_settings(self, name: str) -> Mapping[str, Any]:
@@ -97,6 +124,95 @@ class _Reader:
             raise self.fail(where, f"must be between {low:g} and {high:g} seconds")
         return float(value)
 
+    def absolute_path(self, value: Any, where: safeyaml.Path) -> Path:
+        if not (isinstance(value, str) and os.path.isabs(value)):
+            raise self.fail(where, "must be an absolute path")
+        return Path(value)
+
+    def policy_urls(self, value: Any, where: safeyaml.Path) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            raise self.fail(where, "must be a list of URLs")
+        if len(value) > MAX_POLICY_URLS:
+            raise self.fail(where, f"at most {MAX_POLICY_URLS} entries")
+        for i, url in enumerate(value):
+            # The URL itself is never echoed: its query string may carry a token.
+            problem = policy_url_problem(url)
+            if problem is not None:
+                raise self.fail((*where, i), problem)
+        return tuple(dict.fromkeys(value))
+
+    def duration(
+        self, value: Any, where: safeyaml.Path, low: timedelta, high: timedelta
+    ) -> timedelta:
+        try:
+            return parse_duration(value, minimum=low, maximum=high)
+        except ValueError as e:
+            raise self.fail(where, str(e)) from None
+
+
+def policy_url_problem(url: object) -> str | None:
+    """Why ``url`` may not be a policy source, or ``None`` if it may.
+
+    https only; plain http only to this machine (127.0.0.1, localhost, ::1: tests and a
+    local collector), where no network sits in between. No credentials before the host
+    (a token goes in the query string, which patchd never logs). The transport is not
+    trusted either way (the signatures decide); https keeps the token and the policy's
+    contents private and makes withholding it harder.
+    """
+    if not isinstance(url, str) or not url:
+        return "must be a URL"
+    if len(url) > MAX_URL_CHARS:
+        return f"must be at most {MAX_URL_CHARS} characters"
+    if not (url.isascii() and url.isprintable()) or " " in url:
+        return "must be printable ASCII without spaces (percent-encode the rest)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a bad port raises here rather than at fetch time
+    except ValueError:
+        return "is not a valid URL"
+    if port == 0:
+        return "is not a valid URL (port 0)"
+    return _url_parts_problem(parts)
+
+
+def _url_parts_problem(parts: SplitResult) -> str | None:
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in ("https", "http") or not host:
+        return "must be an https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials before the host (put a token in the query string)"
+    if scheme == "http" and not _is_loopback(host):
+        return "must use https (plain http only to 127.0.0.1, localhost or ::1)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address == ipaddress.ip_address(h) for h in ("127.0.0.1", "::1"))
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: what logs, errors and records may show.
+
+    The query string, fragment and any credentials are dropped: they may carry secrets.
+    """
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "(not a URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return f"{parts.scheme.lower()}://{netloc}{parts.path}"
+
 
 def parse_config(data: bytes, path: Path) -> AgentConfig:
     """Build an :class:`AgentConfig` from the bytes of a configuration file."""
@@ -110,7 +226,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
             hint="fix the YAML syntax of the agent configuration",
         ) from None
     reader = _Reader(path, loaded)
-    top = reader.mapping(loaded.data, (), {"tags", "backends", "state_dir", "log", "apt"})
+    top = reader.mapping(loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "policy"})
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
     log_format = log.get("format", "text")
@@ -130,7 +246,30 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         state_dir=Path(state_dir) if state_dir else None,
         log_format=log_format,
         apt=settings,
+        policy=_policy_settings(reader, top.get("policy")),
         source=path,
+    )
+
+
+def _policy_settings(reader: _Reader, value: Any) -> PolicySettings:
+    section = reader.mapping(value, ("policy",), {"file", "trust_root", "urls", "fetch_interval"})
+
+    def path(name: str) -> Path | None:
+        return reader.absolute_path(section[name], ("policy", name)) if name in section else None
+
+    interval = DEFAULT_FETCH_INTERVAL
+    if "fetch_interval" in section:
+        interval = reader.duration(
+            section["fetch_interval"],
+            ("policy", "fetch_interval"),
+            MIN_FETCH_INTERVAL,
+            MAX_FETCH_INTERVAL,
+        )
+    return PolicySettings(
+        file=path("file"),
+        trust_root=path("trust_root"),
+        urls=reader.policy_urls(section.get("urls"), ("policy", "urls")),
+        fetch_interval=interval,
     )
 
 

@@ -23,7 +23,9 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -194,6 +196,10 @@ class PolicyGate:
         log.debug("policy from %s refused: %s", source, message)
         return PolicyRefused(code, f"policy refused: {message}", hint=hint)
 
+    def record_refusal(self, code: str, message: str, source: str) -> None:
+        """Record a refusal decided outside the gate (a trust root file the agent rejected)."""
+        self._event("refused", code, message, source, None)
+
     def _too_large(self, source: str) -> PolicyRefused:
         return self._refuse(
             "too-large", f"{source} is larger than {MAX_POLICY_BYTES} bytes", source
@@ -219,15 +225,14 @@ class PolicyGate:
     def activate_file(self, path: Path) -> ActivePolicy:
         """Accept the policy in ``path``, signed in ``path.sig`` (see :meth:`activate`)."""
         source = str(path)
-        if path.exists() and not path.is_file():  # a FIFO would block the agent forever
-            raise self._refuse("unreadable", f"{source} is not a regular file", source)
         try:
-            with path.open("rb") as f:
-                data = f.read(MAX_POLICY_BYTES + 1)
+            data = _read_regular_file(path, MAX_POLICY_BYTES + 1)
         except OSError as e:
             raise self._refuse(
                 "unreadable", f"{source}: cannot read: {e.strerror}", source
             ) from None
+        if data is None:  # a FIFO or device would block the agent, or never end
+            raise self._refuse("unreadable", f"{source} is not a regular file", source)
         if len(data) > MAX_POLICY_BYTES:
             raise self._too_large(source)
         try:
@@ -408,3 +413,19 @@ def _version_conflict(row: dict[str, Any], loaded: LoadedPolicy) -> tuple[str, s
     if version == row["version"] and loaded.sha256 != row["sha256"]:
         return "fork", f"version {version} is already in force with different contents"
     return None
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes | None:
+    """At most ``max_bytes`` of ``path``, or ``None`` if it is not a regular file.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO swapped in
+    after a check cannot hang the reader.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(max_bytes)
+    finally:
+        os.close(fd)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from patchd import config
-from patchd.config import AgentConfig, AptSettings, load_config, parse_config
+from patchd.config import AgentConfig, AptSettings, PolicySettings, load_config, parse_config
 from patchd.errors import ConfigError, ExitCode
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
@@ -132,6 +133,12 @@ def test_the_shipped_example_parses() -> None:
         state_dir=Path("/var/lib/patchd"),
         log_format="text",
         apt=AptSettings(lock_timeout_s=300.0),
+        policy=PolicySettings(
+            file=Path("/etc/patchd/policy.yaml"),
+            trust_root=Path("/etc/patchd/trust-root.json"),
+            urls=("https://collector.example/v1/policy",),
+            fetch_interval=timedelta(hours=1),
+        ),
         source=EXAMPLE,
     )
 
@@ -281,3 +288,171 @@ def test_an_oversized_file_is_refused(tmp_path: Path) -> None:
 def test_parse_config_reports_the_path_it_was_given() -> None:
     with pytest.raises(ConfigError, match=r"^/somewhere/agent\.yaml:1:1: colour: unknown"):
         parse_config(b"colour: red\n", Path("/somewhere/agent.yaml"))
+
+
+# --- the policy section -------------------------------------------------------------------
+
+POLICY = """\
+policy:
+  file: /etc/patchd/policy.yaml
+  trust_root: /etc/patchd/trust-root.json
+  urls:
+    - https://collector.example/v1/policy?token=abc&site=eu
+    - http://127.0.0.1:8080/v1/policy
+    - https://collector.example/v1/policy?token=abc&site=eu
+  fetch_interval: 4h30m
+"""
+
+
+def test_the_policy_section_parses(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, POLICY)).policy == PolicySettings(
+        file=Path("/etc/patchd/policy.yaml"),
+        trust_root=Path("/etc/patchd/trust-root.json"),
+        urls=(
+            "https://collector.example/v1/policy?token=abc&site=eu",
+            "http://127.0.0.1:8080/v1/policy",
+        ),
+        fetch_interval=timedelta(hours=4, minutes=30),
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["", "policy:\n", "policy:\n  urls: []\n"], ids=["absent", "empty", "no-urls"]
+)
+def test_the_policy_section_defaults_to_no_sources_and_an_hour(text: str, tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, text)).policy
+
+    assert settings == PolicySettings()
+    assert settings == PolicySettings(None, None, (), timedelta(hours=1))
+    assert AgentConfig().policy == settings
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/v1/policy",
+        "http://localhost:9000/policy",
+        "http://[::1]:8080/p?token=x",
+        "HTTPS://Collector.Example/v1/policy",
+        "https://10.0.0.7:8443/v1/policy#fragment",
+    ],
+    ids=["ipv4-loopback", "localhost", "ipv6-loopback", "upper-case", "https-to-an-address"],
+)
+def test_acceptable_policy_urls(url: str, tmp_path: Path) -> None:
+    path = write(tmp_path, f"policy:\n  urls: ['{url}']\n")
+
+    assert load_config(path).policy.urls == (url,)
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("5m", timedelta(minutes=5)),
+        ("90m", timedelta(minutes=90)),
+        ("7d", timedelta(days=7)),
+        ("4m", None),
+        ("7d1m", None),
+        ("0m", None),
+    ],
+    ids=["five-minutes", "ninety-minutes", "a-week", "four-minutes", "over-a-week", "zero"],
+)
+def test_fetch_interval_bounds(value: str, accepted: timedelta | None, tmp_path: Path) -> None:
+    path = write(tmp_path, f"policy:\n  fetch_interval: {value}\n")
+
+    if accepted is not None:
+        assert load_config(path).policy.fetch_interval == accepted
+    else:
+        message = config_error(path).message
+        assert message.startswith(f"{path}:2:3: policy.fetch_interval: {value} is too ")
+
+
+BAD_POLICY = {
+    "unknown-setting": Bad("policy:\n  fiel: /etc/p.yaml\n", "2:3: policy.fiel", "unknown setting"),
+    "not-a-mapping": Bad("policy: /etc/p.yaml\n", "1:1: policy", "must be a mapping"),
+    "relative-file": Bad("policy:\n  file: p.yaml\n", "2:3: policy.file", "absolute path"),
+    "numeric-file": Bad("policy:\n  file: 7\n", "2:3: policy.file", "absolute path"),
+    "null-file": Bad("policy:\n  file:\n", "2:3: policy.file", "absolute path"),
+    "relative-trust-root": Bad(
+        "policy:\n  trust_root: root.json\n", "2:3: policy.trust_root", "absolute path"
+    ),
+    "urls-not-a-list": Bad(
+        "policy:\n  urls: https://a.example/p\n", "2:3: policy.urls", "list of URLs"
+    ),
+    "url-not-a-string": Bad("policy:\n  urls: [443]\n", "2:10: policy.urls.0", "must be a URL"),
+    "empty-url": Bad("policy:\n  urls: ['']\n", "2:10: policy.urls.0", "must be a URL"),
+    "plain-http": Bad(
+        "policy:\n  urls:\n    - https://a.example/p\n    - http://collector.example/p\n",
+        "4:7: policy.urls.1",
+        "must use https (plain http only to 127.0.0.1, localhost or ::1)",
+    ),
+    "http-to-a-lan-address": Bad(
+        "policy:\n  urls: ['http://10.0.0.7/p']\n", "2:10: policy.urls.0", "must use https"
+    ),
+    "other-scheme": Bad(
+        "policy:\n  urls: ['ftp://a.example/p']\n", "2:10: policy.urls.0", "https:// URL"
+    ),
+    "no-host": Bad("policy:\n  urls: ['https:///p']\n", "2:10: policy.urls.0", "with a host"),
+    "credentials": Bad(
+        "policy:\n  urls: ['https://me:pw@a.example/p']\n",
+        "2:10: policy.urls.0",
+        "must not carry credentials",
+    ),
+    "bad-port": Bad(
+        "policy:\n  urls: ['https://a.example:99999/p']\n", "2:10: policy.urls.0", "not a valid URL"
+    ),
+    "a-space": Bad(
+        "policy:\n  urls: ['https://a.example/a b']\n", "2:10: policy.urls.0", "without spaces"
+    ),
+    "too-long": Bad(
+        f"policy:\n  urls: ['https://a.example/{'x' * 2048}']\n",
+        "2:10: policy.urls.0",
+        "at most 2048 characters",
+    ),
+    "nine-urls": Bad(
+        "policy:\n  urls: [" + ", ".join(f"'https://a{i}.example/p'" for i in range(9)) + "]\n",
+        "2:3: policy.urls",
+        "at most 8 entries",
+    ),
+    "interval-a-number": Bad(
+        "policy:\n  fetch_interval: 3600\n", "2:3: policy.fetch_interval", "must be a duration"
+    ),
+    "interval-in-seconds": Bad(
+        "policy:\n  fetch_interval: 3600s\n", "2:3: policy.fetch_interval", "is not a duration"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_POLICY.values(), ids=BAD_POLICY.keys())
+def test_a_bad_policy_setting_is_named_with_file_line_and_column(case: Bad, tmp_path: Path) -> None:
+    path = write(tmp_path, case.text)
+
+    error = config_error(path)
+
+    assert error.message.startswith(f"{path}:{case.where}: ")
+    assert case.message in error.message
+    assert error.hint is not None
+
+
+def test_a_refused_url_is_not_echoed(tmp_path: Path) -> None:
+    """Its query string may carry a token: the error names the setting, not the URL."""
+    path = write(tmp_path, "policy:\n  urls: ['http://collector.example/p?token=s3cret']\n")
+
+    error = config_error(path)
+
+    assert "s3cret" not in str(error)
+    assert "collector.example" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://c.example/v1/policy?token=s3cret#frag", "https://c.example/v1/policy"),
+        ("https://me:pw@c.example:8443/p", "https://c.example:8443/p"),
+        ("http://[::1]:8080/p?x=1", "http://[::1]:8080/p"),
+        ("HTTPS://C.Example/P", "https://c.example/P"),
+        ("https://[::1/p", "(not a URL)"),
+    ],
+    ids=["query-and-fragment", "credentials", "ipv6", "case", "invalid"],
+)
+def test_redact_url_keeps_scheme_host_port_and_path_only(url: str, shown: str) -> None:
+    assert config.redact_url(url) == shown

@@ -34,6 +34,8 @@ MAX_URL_CHARS = 2048
 MIN_FETCH_INTERVAL = timedelta(minutes=5)
 MAX_FETCH_INTERVAL = timedelta(days=7)
 DEFAULT_FETCH_INTERVAL = timedelta(hours=1)
+MIN_SCAN_INTERVAL = timedelta(minutes=5)
+MAX_SCAN_INTERVAL = timedelta(days=7)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # where plain http is allowed
 
 
@@ -61,6 +63,14 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class AgentSettings:
+    """How the long-running agent paces itself (``agent:``)."""
+
+    scan_interval: timedelta = timedelta(hours=1)  # between scans, with ±10 % jitter
+    refresh: bool = True  # fetch repository metadata (apt-get update) before each scan
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent reads from its configuration file."""
 
@@ -70,6 +80,7 @@ class AgentConfig:
     log_format: str = "text"
     apt: AptSettings = field(default_factory=AptSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    agent: AgentSettings = field(default_factory=AgentSettings)
     source: Path | None = None  # the file it came from, if any
 
     def backend_settings(self, name: str) -> Mapping[str, Any]:
@@ -226,7 +237,9 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
             hint="fix the YAML syntax of the agent configuration",
         ) from None
     reader = _Reader(path, loaded)
-    top = reader.mapping(loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "policy"})
+    top = reader.mapping(
+        loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "policy", "agent"}
+    )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
     log_format = log.get("format", "text")
@@ -247,8 +260,26 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         log_format=log_format,
         apt=settings,
         policy=_policy_settings(reader, top.get("policy")),
+        agent=_agent_settings(reader, top.get("agent")),
         source=path,
     )
+
+
+def _agent_settings(reader: _Reader, value: Any) -> AgentSettings:
+    section = reader.mapping(value, ("agent",), {"scan_interval", "refresh"})
+    settings = AgentSettings()
+    interval = settings.scan_interval
+    if "scan_interval" in section:
+        interval = reader.duration(
+            section["scan_interval"],
+            ("agent", "scan_interval"),
+            MIN_SCAN_INTERVAL,
+            MAX_SCAN_INTERVAL,
+        )
+    refresh = section.get("refresh", settings.refresh)
+    if not isinstance(refresh, bool):
+        raise reader.fail(("agent", "refresh"), "must be true or false")
+    return AgentSettings(scan_interval=interval, refresh=refresh)
 
 
 def _policy_settings(reader: _Reader, value: Any) -> PolicySettings:

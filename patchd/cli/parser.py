@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "apply": "patchd.cli.commands.apply:run",
     "rollback": "patchd.cli.commands.rollback:run",
     "plan": "patchd.cli.commands.plan:run",
+    "agent": "patchd.cli.commands.agent:run",
     "windows": "patchd.cli.commands.windows:run",
     "key generate": "patchd.cli.commands.key:generate",
     "trust init": "patchd.cli.commands.trust:init",
@@ -261,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--next", type=int, default=5, metavar="N", help="how many openings to show"
     )
     windows.add_argument("--at", metavar="TIME", help="start from this time instead of now")
+
+    agent = command("agent", "run as the service: scan, enforce the signed policy, reload it live")
+    agent.add_argument("--once", action="store_true", help="one scan-plan-apply cycle, then exit")
 
     _trust_commands(commands)
     _policy_commands(commands)

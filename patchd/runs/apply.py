@@ -8,7 +8,7 @@ run. Each package's verdict comes from the package database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 
 from patchd.backends.base import ChangeResult, Outcome
@@ -21,12 +21,19 @@ log = logging.getLogger(__name__)
 
 
 def apply_updates(
-    session: Session, updates: Sequence[Update], *, dry_run: bool = False
+    session: Session,
+    updates: Sequence[Update],
+    *,
+    dry_run: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunRecord:
     """Install ``updates``; return the recorded run (also when some failed).
 
-    Raises what the backends raise when they cannot even start (a lock held past its
-    wait, a broken package manager); the run is then recorded as failed.
+    ``should_stop`` is asked before each package-manager transaction: when it says so
+    (the agent is shutting down), the run ends there, recorded as ``interrupted``, and no
+    transaction is cut short. Raises what the backends raise when they cannot even start
+    (a lock held past its wait, a broken package manager); the run is then recorded as
+    failed.
     """
     store = session.store
     run_id = store.create_run(
@@ -46,6 +53,9 @@ def apply_updates(
         for name, group in groupby(
             sorted(updates, key=lambda u: u.backend), key=lambda u: u.backend
         ):
+            if should_stop():
+                recorder.stop("patchd is stopping: the rest of the run is left for later")
+                break
             backend = session.backend(name)
             batch = list(group)
             changes = [u.change() for u in batch]

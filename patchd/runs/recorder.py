@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from patchd.backends.base import ChangeResult, Outcome, TransactionResult
 from patchd.errors import PatchdError
 from patchd.session import Session
-from patchd.transcript import Transcript
+from patchd.timeutil import format_time
+from patchd.transcript import Transcript, TranscriptEntry
 
 
 def run_status(results: Sequence[ChangeResult]) -> str:
@@ -29,10 +30,26 @@ class RunRecorder:
     run_id: str
     results: list[ChangeResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stopped: bool = False
 
     def __post_init__(self) -> None:
-        store = self.session.store
-        self.transcript = Transcript(sink=lambda entry: store.append_transcript(self.run_id, entry))
+        self.transcript = Transcript(sink=self._keep)
+        self._log = self.session.state_dir / "runs" / self.run_id / "transcript.log"
+
+    def _keep(self, entry: TranscriptEntry) -> None:
+        """Every entry goes to the state database and to the run's plain-text transcript."""
+        self.session.store.append_transcript(self.run_id, entry)
+        self._log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._log.open("a", encoding="utf-8") as f:
+            command = " ".join(entry.argv) if entry.argv else "(note)"
+            status = "" if entry.returncode is None else f" -> exit {entry.returncode}"
+            f.write(f"=== {format_time(entry.at)} {command}{status} ({entry.duration_s:.1f} s)\n")
+            f.write(entry.output.rstrip("\n") + "\n")
+
+    def stop(self, note: str) -> None:
+        """Mark the run as deliberately stopped before its end."""
+        self.stopped = True
+        self.notes.append(note)
 
     def record(self, outcome: TransactionResult) -> None:
         """Keep a transaction's verdicts and notes."""
@@ -57,4 +74,5 @@ class RunRecorder:
         except BaseException:
             store.finish_run(self.run_id, "interrupted", self.notes, self.session.clock())
             raise
-        store.finish_run(self.run_id, run_status(self.results), self.notes, self.session.clock())
+        status = "interrupted" if self.stopped else run_status(self.results)
+        store.finish_run(self.run_id, status, self.notes, self.session.clock())

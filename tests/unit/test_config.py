@@ -456,3 +456,26 @@ def test_a_refused_url_is_not_echoed(tmp_path: Path) -> None:
 )
 def test_redact_url_keeps_scheme_host_port_and_path_only(url: str, shown: str) -> None:
     assert config.redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("agent:\n  scan_interval: 1m\n", ":2:3: agent.scan_interval:"),
+        ("agent:\n  scan_interval: 8d\n", ":2:3: agent.scan_interval:"),
+        ("agent:\n  refresh: yes please\n", ":2:3: agent.refresh: must be true or false"),
+        ("agent:\n  pace: fast\n", ":2:3: agent.pace: unknown setting"),
+    ],
+    ids=["interval-too-short", "interval-too-long", "refresh-not-boolean", "unknown-agent-setting"],
+)
+def test_agent_section_errors_are_located(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "agent.yaml"
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text.encode(), path)
+    assert where in raised.value.message
+
+
+def test_agent_section_values() -> None:
+    config = parse_config(b"agent:\n  scan_interval: 6h\n  refresh: false\n", Path("a.yaml"))
+    assert config.agent.scan_interval == timedelta(hours=6)
+    assert config.agent.refresh is False

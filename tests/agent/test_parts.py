@@ -1,0 +1,161 @@
+"""The agent's parts: its event queue, sd_notify, the watchdog, the instance lock, journald logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from patchd.agent.instance import InstanceLock
+from patchd.agent.notify import Notifier, Watchdog
+from patchd.agent.schedule import EventQueue
+from patchd.errors import ExitCode, TemporaryFailure
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_timers_fire_in_due_order_and_posted_events_come_first() -> None:
+    clock = FakeClock()
+    events = EventQueue(clock)
+    events.after("late", 10)
+    events.after("early", 5)
+    events.after("gone", 1)
+    events.cancel("gone")
+    events.post("hello")
+    assert events.next() == "hello"
+    clock.now += 20
+    assert [events.next(), events.next()] == ["early", "late"]
+    assert events.due_in("late") is None
+
+
+def test_setting_a_timer_again_replaces_it() -> None:
+    clock = FakeClock()
+    events = EventQueue(clock)
+    events.after("cycle", 100)
+    events.after("cycle", 1)
+    assert events.due_in("cycle") == 1
+    clock.now += 1
+    assert events.next() == "cycle"
+
+
+def test_a_post_from_another_thread_wakes_a_waiting_loop() -> None:
+    events = EventQueue()
+    events.after("far-away", 3600)
+    threading.Timer(0.05, events.post, args=("wake",)).start()
+    assert events.next() == "wake"
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(30)
+    return sock
+
+
+def test_notifier_speaks_the_sd_notify_protocol(listener: socket.socket, tmp_path: Path) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    notifier.ready("scanning")
+    message = listener.recv(4096).decode().splitlines()
+    assert "READY=1" in message
+    assert "STATUS=scanning" in message
+    assert f"MAINPID={os.getpid()}" in message
+    notifier.reloading()
+    reloading = listener.recv(4096).decode()
+    assert "RELOADING=1" in reloading
+    assert "MONOTONIC_USEC=" in reloading
+    listener.close()
+
+
+def test_notifier_reaches_an_abstract_socket() -> None:
+    name = f"patchd-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(30)
+    try:
+        Notifier({"NOTIFY_SOCKET": "@" + name}).stopping()
+        assert sock.recv(4096) == b"STOPPING=1"
+    finally:
+        sock.close()
+
+
+def test_outside_systemd_notifications_do_nothing() -> None:
+    notifier = Notifier({})
+    assert not notifier.enabled
+    notifier.ready("x")  # no socket, no error
+    assert notifier.watchdog_interval_s is None
+
+
+def test_watchdog_pings_only_while_the_loop_is_alive(
+    listener: socket.socket, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"})
+    assert notifier.watchdog_interval_s == 2.0
+    watchdog = Watchdog(notifier, clock)
+    watchdog.beat()
+    assert watchdog.tick()
+    assert listener.recv(4096) == b"WATCHDOG=1"
+    clock.now += 10  # the loop has not beaten for 5 intervals: no more pings
+    assert not watchdog.tick()
+    watchdog.busy(3600)  # a long step declared with its own limit keeps it alive
+    assert watchdog.tick()
+    clock.now += 3601
+    assert not watchdog.tick()
+    listener.close()
+
+
+def test_watchdog_for_another_pid_is_ignored() -> None:
+    notifier = Notifier(
+        {"NOTIFY_SOCKET": "/nonexistent", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}
+    )
+    assert notifier.watchdog_interval_s is None
+
+
+def test_one_agent_per_state_directory(tmp_path: Path) -> None:
+    first = InstanceLock(tmp_path)
+    first.acquire()
+    try:
+        # Another process: flock is per open file description, so a child shows it best.
+        child = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from pathlib import Path; from patchd.agent.instance import InstanceLock\n"
+             "from patchd.errors import TemporaryFailure\n"
+             "try:\n    InstanceLock(Path(sys.argv[1])).acquire()\nexcept TemporaryFailure as e:\n"
+             "    print(e.message); sys.exit(e.exit_code)\n", str(tmp_path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert child.returncode == ExitCode.TEMPORARY
+        assert f"(pid {os.getpid()})" in child.stdout
+    finally:
+        first.release()
+    second = InstanceLock(tmp_path)
+    second.acquire()  # released: free again
+    second.release()
+
+
+def test_logs_carry_journald_priorities_when_stderr_is_the_journal(tmp_path: Path) -> None:
+    code = (
+        "import logging, os, sys\n"
+        "st = os.fstat(2)\n"
+        "os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'\n"
+        "from patchd.cli.logsetup import setup_logging\n"
+        "setup_logging(debug=False)\n"
+        "logging.getLogger('patchd.x').warning('careful')\n"
+        "logging.getLogger('patchd.x').info('fine')\n"
+    )
+    with (tmp_path / "err").open("w") as err:
+        subprocess.run([sys.executable, "-c", code], stderr=err, check=True, timeout=60)
+    assert (tmp_path / "err").read_text().splitlines() == ["<4>careful", "<6>fine"]

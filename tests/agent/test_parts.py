@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 from patchd.agent.instance import InstanceLock
 from patchd.agent.notify import Notifier, Watchdog
 from patchd.agent.schedule import EventQueue
-from patchd.errors import ExitCode, TemporaryFailure
+from patchd.errors import ExitCode
 
 
 class FakeClock:

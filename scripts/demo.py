@@ -91,6 +91,7 @@ def patch_an_isolated_root(config: Path) -> None:
     work = OUT / "root-demo"
     catalogue = build_catalogue(work / "catalogue")
     root = AptRoot.create(work / "root", work / "aptconf")
+    (root.path / "etc" / "hostname").write_text("web-01.frontend.acme.example\n")  # a web frontend
     with StaticServer(catalogue.repos["base"].parent) as server:
         root.set_sources([f"{server.url}/{name}" for name in catalogue.repos])
         root.update()

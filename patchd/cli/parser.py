@@ -193,15 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=EXIT_CODE_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        _global_options(sub, suppress=True)
-        return sub
+        return _subcommand(commands, name, help_text)
 
     scan = command(
         "scan", "discover this machine and list the updates it lacks, classified by risk"

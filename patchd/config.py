@@ -7,7 +7,6 @@ error names the file, line and setting.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -200,6 +199,8 @@ def _url_parts_problem(parts: SplitResult) -> str | None:
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress  # only when a URL is checked: keeps the agent's start-up lean
+
     if host in LOOPBACK_HOSTS:
         return True
     try:

@@ -8,7 +8,6 @@ database or log; dpkg then runs maintainer scripts chrooted into the root.
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +69,8 @@ class AptEnvironment:
             f'Dir::State::status "{root}/var/lib/dpkg/status";\n'
             f'DPkg::Options {{ "--root={root}"; "--log={root}/var/log/dpkg.log"; }};\n'
         )
+        import hashlib
+
         digest = hashlib.sha256(root.encode()).hexdigest()[:16]
         path = self._work_dir / f"apt-{digest}.conf"
         self._work_dir.mkdir(parents=True, exist_ok=True)

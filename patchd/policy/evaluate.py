@@ -4,7 +4,7 @@
 else: no clock, no files, no network. The order of judgement, for each update:
 
 1. held by the package manager → never touched;
-2. policy expired → no new changes;
+2. policy expired → no new changes; quarantined after a failed health check → held;
 3. an active exception → held until it expires (an expired one is reported, not applied);
 4. an emergency directive → now (overrides rules, phasing, deferrals, deadlines, windows);
 5. the first matching rule: ``never``; ``approval`` unless approved; no rule → approval;
@@ -43,6 +43,7 @@ class Decision(StrEnum):
     NEVER = "never"
     PHASED = "phased"
     HELD_BY_PACKAGE_MANAGER = "held-by-package-manager"
+    QUARANTINED = "quarantined"
     BLOCKED = "blocked"
 
 
@@ -187,6 +188,7 @@ class _Context:
     ring_name: str | None
     deferrals: Deferrals | None
     windows: tuple[str, ...]
+    quarantined: Mapping[str, str]
 
 
 def _when(ctx: _Context, earliest: datetime) -> tuple[Decision, datetime, str]:
@@ -258,6 +260,9 @@ class _Decider:
             return self.made(
                 Decision.BLOCKED, f"policy expired at {format_time(policy.expires)}: no new changes"
             )
+        quarantined = self.ctx.quarantined.get(update.id)
+        if quarantined is not None:
+            return self.made(Decision.QUARANTINED, f"{quarantined}; held until the policy changes")
         exception = _exception_for(policy, update)
         if exception is not None and exception.expires > now:
             until = exception.expires.date().isoformat()
@@ -332,8 +337,13 @@ def evaluate(
     first_seen: Mapping[str, datetime],
     now: datetime,
     local_zone: tzinfo,
+    quarantined: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Decide every update under ``loaded`` at ``now`` (aware). No policy: nothing automatic."""
+    """Decide every update under ``loaded`` at ``now`` (aware). No policy: nothing automatic.
+
+    ``quarantined`` maps update ids that failed a run's health checks under this policy
+    to the reason; they are held until the policy changes.
+    """
     if loaded is None:
         decisions = tuple(
             UpdateDecision(
@@ -356,6 +366,7 @@ def evaluate(
         ring.name if ring else None,
         ring.deferrals if ring else None,
         windows,
+        quarantined or {},
     )
     decisions = tuple(_Decider(ctx, u, first_seen.get(u.id, now)).decide() for u in updates)
     warnings = [

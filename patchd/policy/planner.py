@@ -9,6 +9,7 @@ from patchd.discovery.inventory import Inventory, discover
 from patchd.discovery.timezone import local_zone
 from patchd.policy.evaluate import Plan, evaluate
 from patchd.policy.selectors import EndpointFacts
+from patchd.runs.quarantine import quarantined
 from patchd.scan import ScanReport
 from patchd.session import Session
 from patchd.target import Target
@@ -55,4 +56,5 @@ def plan_for(session: Session, report: ScanReport, at: datetime | None = None) -
         first_seen=report.first_seen,
         now=at or gate.now(),
         local_zone=local_zone(session.target),
+        quarantined=quarantined(session.store, active.loaded.sha256) if active else None,
     )

@@ -108,4 +108,23 @@ MIGRATIONS: tuple[str, ...] = (
         sha256 TEXT
     );
     """,
+    # 3: the write-ahead journal of patch runs, and change sets quarantined by a failed run
+    """
+    CREATE TABLE run_journal (
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE quarantine (
+        policy_sha256 TEXT NOT NULL,
+        update_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (policy_sha256, update_id)
+    );
+    """,
 )

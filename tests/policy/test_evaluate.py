@@ -137,6 +137,18 @@ def test_decision_ladder(case: Case) -> None:
     assert case.reason in decision.reason
 
 
+def test_a_quarantined_update_is_held_whatever_else_applies() -> None:
+    hello = update(cves=("CVE-2026-9999",))  # an emergency would install it at once
+    plan = evaluate(policy_of(BASE), FACTS, [hello], first_seen={}, now=NOW, local_zone=UTC,
+                    quarantined={hello.id: "quarantined by run R: health check ssh failed"})  # fmt: skip
+    (decision,) = plan.decisions
+    assert decision.decision is Decision.QUARANTINED
+    assert (
+        decision.reason
+        == "quarantined by run R: health check ssh failed; held until the policy changes"
+    )
+
+
 def test_install_now_lists_exactly_the_updates_due_now() -> None:
     updates = [update("a", cves=("CVE-2026-9999",)), update("b"), update("docker-ce")]
     plan = evaluate(policy_of(BASE), FACTS, updates, first_seen={}, now=NOW, local_zone=UTC)

@@ -77,6 +77,7 @@ class Agent:
             self._open()
             self._install_signal_handlers()
             self._reload_policy(fetch=True)
+            self._recover()
             self.notifier.ready(self._summary())
             self.watchdog.start()
             if once:
@@ -175,6 +176,18 @@ class Agent:
 
     # -- the cycle ---------------------------------------------------------------------
 
+    def _recover(self) -> None:
+        """Before anything else: finish or roll back runs a crash left unfinished."""
+        from patchd.runs.patchrun import recover_unfinished
+
+        self.watchdog.busy(STEP_LIMIT_S)
+        try:
+            active = self.session.policy_gate.active()
+            for run in recover_unfinished(self.session, active.loaded if active else None):
+                log.info("run %s, interrupted earlier, is now %s", run.id, run.status)
+        except PatchdError as e:
+            log.error("could not finish an interrupted run: %s", e)
+
     def _cycle(self) -> bool:
         """One scan, plan and (when due) apply; schedule the next. True when all went well."""
         self.watchdog.busy(STEP_LIMIT_S)
@@ -186,7 +199,9 @@ class Agent:
             due = plan.install_now()
             if due and not self.stopping.is_set():
                 self.notifier.status(f"applying {len(due)} update(s)")
-                run = apply_updates(session, due, should_stop=self.stopping.is_set)
+                run = apply_updates(
+                    session, due, policy=plan.policy, should_stop=self.stopping.is_set
+                )
                 log.info("run %s: %s", run.id, run.status)
             self._schedule_next(plan)
             return True

@@ -1,7 +1,7 @@
 """The write-ahead journal of a patch run: every step is durable before the next begins.
 
     planned → snapshot-taken → (transaction-begun → transaction-ended)… → verified
-            → health-checked → committed | rollback-begun → rolled-back
+            → [reboot-pending] → health-checked → committed | rollback-begun → rolled-back
     (or aborted, when the run stopped before changing anything)
 
 Each step is its own committed SQLite transaction (WAL, ``synchronous=FULL``), written
@@ -37,6 +37,7 @@ class Step(StrEnum):
     TRANSACTION_BEGUN = "transaction-begun"
     TRANSACTION_ENDED = "transaction-ended"
     VERIFIED = "verified"
+    REBOOT_PENDING = "reboot-pending"  # a reboot was started; health is checked after it
     HEALTH_CHECKED = "health-checked"
     ROLLBACK_BEGUN = "rollback-begun"
     COMMITTED = "committed"

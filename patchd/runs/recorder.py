@@ -31,6 +31,7 @@ class RunRecorder:
     results: list[ChangeResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stopped: bool = False
+    final_status: str | None = None  # set by a run that decides its own (rolled-back, aborted)
 
     def __post_init__(self) -> None:
         self.transcript = Transcript(sink=self._keep)
@@ -69,10 +70,12 @@ class RunRecorder:
             yield
         except PatchdError as e:
             self.notes.append(f"stopped: {e}")
-            store.finish_run(self.run_id, "failed", self.notes, self.session.clock())
+            store.finish_run(
+                self.run_id, self.final_status or "failed", self.notes, self.session.clock()
+            )
             raise
         except BaseException:
             store.finish_run(self.run_id, "interrupted", self.notes, self.session.clock())
             raise
-        status = "interrupted" if self.stopped else run_status(self.results)
+        status = self.final_status or ("interrupted" if self.stopped else run_status(self.results))
         store.finish_run(self.run_id, status, self.notes, self.session.clock())

@@ -6,9 +6,9 @@ import logging
 from itertools import groupby
 from pathlib import Path
 
-from patchd.backends.base import Outcome
 from patchd.errors import UsageError
 from patchd.models import PackageChange
+from patchd.runs.patchrun import current_state, undo_changes
 from patchd.runs.recorder import RunRecorder, run_status
 from patchd.session import Session
 from patchd.state.store import RunRecord
@@ -16,48 +16,6 @@ from patchd.state.store import RunRecord
 log = logging.getLogger(__name__)
 
 ROLLBACK_OF = "rollback"
-
-
-def _current_state(session: Session) -> dict[tuple[str, str, str], tuple[str, str]]:
-    return {
-        (p.backend, p.name, p.arch): (p.version, p.status)
-        for backend in session.backends
-        for p in backend.installed_packages()
-    }
-
-
-def _undoable(
-    run: RunRecord, current: dict[tuple[str, str, str], tuple[str, str]]
-) -> tuple[list[PackageChange], list[str]]:
-    """What undoing ``run`` changes now, and notes on the packages it leaves alone.
-
-    A package returns to its recorded version if the run changed it (fully, or half-way
-    where an install failed) and nobody has changed it since.
-    """
-    changes, notes = [], []
-    for item in run.items:
-        if item.outcome not in (Outcome.DONE.value, Outcome.FAILED.value):
-            continue
-        version, status = current.get(item.change.key, (None, "not-installed"))
-        if version == item.change.from_version and status == "installed":
-            continue  # untouched by the run, or already back
-        left_at = item.found_version or item.change.to_version
-        if version != left_at:
-            notes.append(
-                f"{item.change.name} left alone: it is at {version or 'not installed'} now, "
-                f"not {left_at} as the run left it"
-            )
-            continue
-        changes.append(
-            PackageChange(
-                item.change.backend,
-                item.change.name,
-                item.change.arch,
-                version,
-                item.change.from_version,
-            )
-        )
-    return changes, notes
 
 
 def rollback_run(session: Session, run_id: str) -> RunRecord:
@@ -73,7 +31,7 @@ def rollback_run(session: Session, run_id: str) -> RunRecord:
             f"run {run_id} is a {'dry run' if run.dry_run else run.kind} run; "
             "only apply runs can be rolled back"
         )
-    changes, notes = _undoable(run, _current_state(session))
+    changes, notes = undo_changes(run, current_state(session))
     if not changes:
         raise UsageError(
             f"run {run_id} has nothing to roll back" + (f" ({'; '.join(notes)})" if notes else ""),

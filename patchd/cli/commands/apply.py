@@ -71,7 +71,8 @@ def run(invocation: Invocation) -> int:
     style = Style(colour_enabled(sys.stdout))
     with invocation.session() as session:
         report = scan(session)
-        if session.policy_gate.active() is None:
+        active = session.policy_gate.active()
+        if active is None:
             chosen = select_updates(report.updates, args.packages, security_only=args.security)
         else:
             chosen = select_planned(
@@ -90,7 +91,9 @@ def run(invocation: Invocation) -> int:
         if not args.dry_run and not args.yes and not confirm(f"Apply {len(chosen)} update(s)?"):
             print("Nothing changed.", file=sys.stderr)
             return 1
-        run_record = apply_updates(session, chosen, dry_run=args.dry_run)
+        run_record = apply_updates(
+            session, chosen, dry_run=args.dry_run, policy=active.loaded if active else None
+        )
     if args.json:
         write_json({"schema_version": SCHEMA_VERSION, "run": run_record.as_dict()})
     else:

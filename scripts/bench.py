@@ -2,7 +2,8 @@
 
 - scan: ``patchd scan`` wall time ÷ ``apt list --upgradable`` wall time on this host,
   medians of warm runs taken alternately (target ≤ 1.25, Python start-up included);
-- start-up: ``patchd --version`` against a bare ``python -c pass`` of the same interpreter.
+- start-up: ``patchd --version`` against a bare ``python -c pass`` of the same interpreter;
+- the agent: idle memory, idle CPU and CPU per cycle (see ``bench_agent.py``).
 
 patchd is measured as an administrator would run it: installed (not editable) in a
 virtual environment of its own, built here from the working tree.
@@ -20,10 +21,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_agent import measure as measure_agent
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".stamps" / "bench-venv"
 WARM_RUNS = 3
-RUNS = 7
+RUNS = 11
 STARTUP_RUNS = 15
 SCAN_TARGET = 1.25
 
@@ -94,12 +97,19 @@ def main() -> int:
         f"{'patchd --version vs python -c pass':<34}{version:>9.3f}s{bare:>9.3f}s"
         f"{version / bare:>8.2f}{'(info)':>9}"
     )
+    all_ok = ok
+    for what, measured, limit, agent_ratio, target in measure_agent(bindir):
+        passed = agent_ratio <= float(target.removeprefix("<= "))
+        all_ok = all_ok and passed
+        print(f"{what:<34}{measured:>10.3f}{limit:>10.3f}{agent_ratio:>8.3f}{target:>9}  "
+              f"{'PASS' if passed else 'FAIL'}")  # fmt: skip
     print(
         f"(medians of {RUNS} alternating warm runs; start-up over {STARTUP_RUNS} runs; "
         f"scan runs: {', '.join(f'{s:.3f}' for s in scan_s)}; "
-        f"apt runs: {', '.join(f'{s:.3f}' for s in list_s)})"
+        f"apt runs: {', '.join(f'{s:.3f}' for s in list_s)}; agent rows: MiB, % of a core, "
+        "CPU seconds per cycle)"
     )
-    return 0 if ok else 1
+    return 0 if all_ok else 1
 
 
 if __name__ == "__main__":

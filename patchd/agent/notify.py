@@ -50,7 +50,8 @@ class Notifier:
         with self._lock:
             try:
                 with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                    sock.sendto(message, self._address)
+                    # Never wait: a listener that stopped reading must not hang the agent.
+                    sock.sendto(message, socket.MSG_DONTWAIT, self._address)
             except OSError as e:
                 log.warning("cannot notify systemd at %s: %s", self._address.lstrip("\0"), e)
 

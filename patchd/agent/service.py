@@ -1,16 +1,26 @@
 """The agent: scan periodically, enforce the policy in force, reload it live, stop safely.
 
-One thread does the work (SQLite connections belong to their thread); the policy file
-watcher and signal handlers only post events to it. A cycle is: scan (refreshing
-repository metadata first, if configured), plan, and apply what the plan says is due now
-— inside an open maintenance window, an emergency, a passed deadline. With no policy in
-force, or an expired one, it only scans. The next cycle is due at the next scan interval
-(with jitter) or when the plan says something becomes due, whichever comes first.
+The service process waits on events — timers, the policy file watcher, signals — and
+does every piece of work (start-up, a cycle, a policy reload) in a forked worker with a
+database connection of its own. The service itself then keeps only what it needs
+between tasks: a scan holds thousands of package records, parsing a policy builds its
+schema, and a task that fails badly cannot take the service down. Where the platform
+cannot fork (or with ``--once``) tasks run in the service's own process.
+
+A cycle is: scan (refreshing repository metadata first, if configured), plan, and apply
+what the plan says is due now — inside an open maintenance window, an emergency, a
+passed deadline. With no policy in force, or an expired one, it only scans. The next
+cycle is due at the next scan interval (with jitter) or when the plan says something
+becomes due, whichever comes first.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
+import math
+import os
 import random
 import signal
 import threading
@@ -24,11 +34,12 @@ from patchd.agent.notify import Notifier, Watchdog
 from patchd.agent.schedule import EventQueue
 from patchd.config import AgentConfig, load_config
 from patchd.errors import PatchdError
-from patchd.policy.evaluate import Decision, Plan
+from patchd.policy.evaluate import Decision
 from patchd.policy.planner import plan_for
 from patchd.policy.reload import PolicyReloader
 from patchd.policy.watch import PolicyFileWatcher
 from patchd.runs.apply import apply_updates
+from patchd.runs.patchrun import recover_unfinished
 from patchd.scan import scan
 from patchd.session import Session
 from patchd.target import Target
@@ -38,8 +49,15 @@ log = logging.getLogger(__name__)
 
 JITTER = 0.1  # scans spread by ±10 % of the interval, so a fleet does not scan in step
 RETRY_AFTER_FAILURE = timedelta(minutes=5)
-STEP_LIMIT_S = 4 * 3600.0  # the longest a cycle may keep the watchdog satisfied
+STEP_LIMIT_S = 4 * 3600.0  # the longest a task may keep the watchdog satisfied
+MAX_WORKER_ANSWER_BYTES = 4096
 CYCLE, FETCH, POLICY_FILE, RELOAD, STOP = "cycle", "fetch", "policy-file", "reload", "stop"
+# What every cycle's worker uses, imported once in the service (see _preload). Modules
+# only a run that changes packages needs (snapshots, health checks, changelogs) are left
+# to that run's worker: the idle service stays small.
+PRELOADED = ("patchd.discovery.eol", "patchd.discovery.hardware", "patchd.discovery.machine")
+
+Task = Callable[[Session], float | None]  # returns seconds until something is due, or None
 
 
 class Agent:
@@ -66,6 +84,8 @@ class Agent:
         self._clock = clock
         self._session: Session | None = None
         self._watcher: PolicyFileWatcher | None = None
+        self._worker: int | None = None  # the pid of a running task's worker
+        self._inline = False  # tasks in this process (``--once``, platforms without fork)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -74,10 +94,10 @@ class Agent:
         lock = InstanceLock(self.state_dir)
         lock.acquire()
         try:
+            self._inline = once or not hasattr(os, "fork")
             self._open()
             self._install_signal_handlers()
-            self._reload_policy(fetch=True)
-            self._recover()
+            self._task(self._start_task, "start")
             self.notifier.ready(self._summary())
             self.watchdog.start()
             if once:
@@ -100,30 +120,39 @@ class Agent:
             if event == CYCLE:
                 self._cycle()
             elif event == POLICY_FILE:
-                self._reload_policy(fetch=False)
+                self._task(
+                    lambda session: self._reload_task(session, file=True, fetch=False), "reload"
+                )
                 self._schedule_cycle_soon()
             elif event == FETCH:
-                self._reload_policy(fetch=True, file=False)
+                self._task(
+                    lambda session: self._reload_task(session, file=False, fetch=True), "fetch"
+                )
+                self._schedule_fetch()
                 self._schedule_cycle_soon()
             elif event == RELOAD:
                 self.notifier.reloading()
                 self._reload_config()
-                self._reload_policy(fetch=True)
+                self._task(
+                    lambda session: self._reload_task(session, file=True, fetch=True), "reload"
+                )
                 self._schedule_cycle_soon()
             self.notifier.status(self._summary())
         log.info("agent stopped")
         return 0
 
+    def _clock_kwargs(self) -> dict[str, Callable[[], datetime]]:
+        return {"clock": self._clock} if self._clock else {}
+
     def _open(self) -> None:
-        kwargs = {"clock": self._clock} if self._clock else {}
-        self._session = Session(self.config, self.target, self.state_dir, **kwargs)
-        settings = self.config.policy
-        if settings.file is not None:
-            self._watcher = PolicyFileWatcher(settings.file, lambda: self.events.post(POLICY_FILE))
+        self._session = Session(self.config, self.target, self.state_dir, **self._clock_kwargs())
+        if self.config.policy.file is not None:
+            self._watcher = PolicyFileWatcher(
+                self.config.policy.file, lambda: self.events.post(POLICY_FILE)
+            )
             self._watcher.start()
-        if settings.urls:
-            self.events.after(FETCH, settings.fetch_interval.total_seconds())
-        PolicyReloader(self.session.policy_gate, settings).install_trust_root()
+        self._schedule_fetch()
+        _preload(self.session)
 
     def _close(self) -> None:
         if self._watcher is not None:
@@ -140,7 +169,9 @@ class Agent:
 
     def _install_signal_handlers(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
-            self.stopping.set()  # a running cycle stops at its next safe step
+            self.stopping.set()  # a running task stops at its next safe step
+            if self._worker is not None:
+                os.kill(self._worker, signal.SIGTERM)  # so does the worker running it
             self.events.post(STOP)
 
         def reload(signum: int, frame: FrameType | None) -> None:
@@ -149,17 +180,6 @@ class Agent:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
-
-    # -- policy and configuration ------------------------------------------------------
-
-    def _reload_policy(self, *, fetch: bool, file: bool = True) -> None:
-        reloader = PolicyReloader(self.session.policy_gate, self.config.policy)
-        # The reloader logs every outcome and never raises: a bad policy never stops the agent.
-        if file and self.config.policy.file is not None:
-            reloader.reload_file()
-        if fetch and self.config.policy.urls:
-            reloader.fetch_all()
-            self.events.after(FETCH, self.config.policy.fetch_interval.total_seconds())
 
     def _reload_config(self) -> None:
         try:
@@ -174,56 +194,117 @@ class Agent:
         self.config = config
         self._open()
 
-    # -- the cycle ---------------------------------------------------------------------
+    # -- tasks -------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        """Before anything else: finish or roll back runs a crash left unfinished."""
-        from patchd.runs.patchrun import recover_unfinished
+    def _start_task(self, session: Session) -> float:
+        """At start: the configured trust root, the policy, then runs a crash left unfinished."""
+        PolicyReloader(session.policy_gate, self.config.policy).install_trust_root()
+        self._reload_task(session, file=True, fetch=True)
+        active = session.policy_gate.active()
+        for run in recover_unfinished(session, active.loaded if active else None):
+            log.info("run %s, interrupted earlier, is now %s", run.id, run.status)
+        return math.inf
 
-        self.watchdog.busy(STEP_LIMIT_S)
+    def _reload_task(self, session: Session, *, file: bool, fetch: bool) -> float:
+        """Offer the policy file and/or the collectors' policies to the gate."""
+        reloader = PolicyReloader(session.policy_gate, self.config.policy)
+        # The reloader logs every outcome and never raises: a bad policy never stops the agent.
+        if file and self.config.policy.file is not None:
+            reloader.reload_file()
+        if fetch and self.config.policy.urls:
+            reloader.fetch_all()
+        return math.inf
+
+    def _cycle_task(self, session: Session) -> float | None:
+        """Scan, plan, apply what is due; seconds until something else becomes due."""
         try:
-            active = self.session.policy_gate.active()
-            for run in recover_unfinished(self.session, active.loaded if active else None):
-                log.info("run %s, interrupted earlier, is now %s", run.id, run.status)
-        except PatchdError as e:
-            log.error("could not finish an interrupted run: %s", e)
-
-    def _cycle(self) -> bool:
-        """One scan, plan and (when due) apply; schedule the next. True when all went well."""
-        self.watchdog.busy(STEP_LIMIT_S)
-        session = self.session
-        try:
-            self.notifier.status("scanning")
             report = scan(session, refresh=self.config.agent.refresh)
             plan = plan_for(session, report)
             due = plan.install_now()
             if due and not self.stopping.is_set():
-                self.notifier.status(f"applying {len(due)} update(s)")
                 run = apply_updates(
                     session, due, policy=plan.policy, should_stop=self.stopping.is_set
                 )
                 log.info("run %s: %s", run.id, run.status)
-            self._schedule_next(plan)
-            return True
         except PatchdError as e:
             log.error("cycle failed: %s", e)
-            self.events.after(CYCLE, RETRY_AFTER_FAILURE.total_seconds())
-            return False
-        finally:
-            self.watchdog.beat()
-
-    def _schedule_next(self, plan: Plan) -> None:
-        interval = self.config.agent.scan_interval.total_seconds()
-        wait = interval * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - not security
+            return None
         upcoming = [
             d.not_before
             for d in plan.decisions
             if d.decision in (Decision.INSTALL_LATER, Decision.DEFERRED) and d.not_before
         ]
-        if upcoming:
-            wait = min(wait, max(0.0, (min(upcoming) - plan.at).total_seconds()))
-            log.info("next change due at %s", format_time(min(upcoming)))
-        self.events.after(CYCLE, wait)
+        if not upcoming:
+            return math.inf
+        log.info("next change due at %s", format_time(min(upcoming)))
+        return max(0.0, (min(upcoming) - plan.at).total_seconds())
+
+    def _cycle(self) -> bool:
+        """One cycle; schedule the next. True when all went well."""
+        due_in = self._task(self._cycle_task, "cycle")
+        if due_in is None:
+            self.events.after(CYCLE, RETRY_AFTER_FAILURE.total_seconds())
+            return False
+        spread = random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - jitter, not a secret
+        wait = self.config.agent.scan_interval.total_seconds() * spread
+        self.events.after(CYCLE, min(wait, due_in))
+        return True
+
+    def _task(self, work: Task, name: str) -> float | None:
+        """Run ``work`` with a session of its own — in a forked worker where possible."""
+        self.watchdog.busy(STEP_LIMIT_S)
+        try:
+            return work(self.session) if self._inline else self._in_worker(work, name)
+        finally:
+            self.watchdog.beat()
+
+    def _in_worker(self, work: Task, name: str) -> float | None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: its own database connection, its own stop signal
+            os.close(read_end)
+            code = 2
+            try:
+                signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+                signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                with Session(
+                    self.config, self.target, self.state_dir, **self._clock_kwargs()
+                ) as session:
+                    found = work(session)
+                times = os.times()  # the worker's own, counted from the fork
+                log.info(
+                    "%s done: patchd used %.2f s of CPU, the package managers %.2f s",
+                    name,
+                    times.user + times.system,
+                    times.children_user + times.children_system,
+                )
+                os.write(
+                    write_end,
+                    json.dumps({"due_in": None if found is None else str(found)}).encode(),
+                )
+                code = 0
+            except BaseException:
+                log.exception("the agent's %s worker failed", name)
+            finally:
+                os._exit(code)  # never run the service's cleanup in the worker
+        os.close(write_end)
+        self._worker = pid
+        try:
+            with os.fdopen(read_end, "rb") as pipe:
+                answer = pipe.read(MAX_WORKER_ANSWER_BYTES)
+            os.waitpid(pid, 0)
+        finally:
+            self._worker = None
+        try:
+            due_in = json.loads(answer)["due_in"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        return None if due_in is None else float(due_in)
+
+    def _schedule_fetch(self) -> None:
+        if self.config.policy.urls:
+            self.events.after(FETCH, self.config.policy.fetch_interval.total_seconds())
 
     def _schedule_cycle_soon(self) -> None:
         """A new policy may make something due at once: plan again without waiting."""
@@ -231,11 +312,21 @@ class Agent:
 
     def _summary(self) -> str:
         status = self.session.policy_gate.status()
-        policy = (
-            f"policy {status['name']} v{status['version']} {status['state']}"
-            if status["name"]
-            else "no policy"
-        )
+        if status["name"]:
+            policy = f"policy {status['name']} v{status['version']} {status['state']}"
+        else:
+            policy = "no policy"
         due = self.events.due_in(CYCLE)
-        nxt = f", next cycle in {int(due)} s" if due is not None else ""
-        return f"{policy}{nxt}"
+        return f"{policy}, next cycle in {int(due)} s" if due is not None else policy
+
+
+def _preload(session: Session) -> None:
+    """Import once, in the service, what every cycle's worker uses.
+
+    A forked worker shares these modules with the service instead of importing them
+    again each cycle: the cycle's own CPU stays a small share of the package manager's.
+    """
+    for name in PRELOADED:
+        importlib.import_module(name)
+    for backend in session.backends:  # probing imports each backend's modules
+        backend.probe()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -40,6 +39,8 @@ class _JournalFormatter(logging.Formatter):
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        import json  # only for JSON logs: keeps every command's start-up lean
+
         doc = {
             "time": format_time(utcnow()),
             "level": record.levelname.lower(),

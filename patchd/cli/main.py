@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed usage or --help/--version
         return int(e.code) if isinstance(e.code, int) else ExitCode.USAGE
+    del parser  # the grammar of every command is not needed by the one that runs (the agent)
     setup_logging(debug=bool(args.debug))
     try:
         return _handler(command_name(args))(_invocation(args))

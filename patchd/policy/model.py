@@ -111,7 +111,8 @@ def _named(items: list[Any]) -> list[Any]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Schemas are built on first validation: an agent that never parses a policy stays small.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class SegmentMatch(_Model):

@@ -13,23 +13,22 @@ import logging
 from collections.abc import Callable, Sequence
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchd.backends.base import ChangeResult, Outcome
 from patchd.errors import PatchdError
-from patchd.health import HealthReport, run_health_checks
 from patchd.models import PackageChange, Update
 from patchd.policy.loader import LoadedPolicy
 from patchd.policy.model import SnapshotSettings
-from patchd.reboots import RebootAction, plan_reboot, warn_and_reboot
 from patchd.runs.journal import RunJournal, Step, unfinished_runs
 from patchd.runs.quarantine import quarantine
 from patchd.runs.recorder import RunRecorder, run_status
 from patchd.session import Session
-from patchd.snapshots import select_providers
-from patchd.snapshots.base import SnapshotContext
 from patchd.state.store import RunRecord
 from patchd.target import Target
+
+if TYPE_CHECKING:
+    from patchd import health
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +79,11 @@ class PatchRun:
         *,
         policy: LoadedPolicy | None,
         should_stop: Callable[[], bool] = lambda: False,
-        reboot: Callable[[Target, int, str], object] = warn_and_reboot,
+        reboot: Callable[[Target, int, str], object] | None = None,
         boot_time: Callable[[], float] | None = None,
     ) -> None:
         self.session = session
-        self.reboot = reboot
+        self.reboot = reboot or _warn_and_reboot
         self.boot_time = boot_time or _boot_time
         self.run_id = run_id
         self.policy = policy
@@ -174,6 +173,9 @@ class PatchRun:
         self.journal.append(step, self.session.clock(), detail)
 
     def _snapshot(self) -> None:
+        from patchd.snapshots import select_providers  # only runs that change packages need these
+        from patchd.snapshots.base import SnapshotContext
+
         settings = self.policy.policy.snapshots if self.policy else SnapshotSettings()
         context = SnapshotContext(
             target=self.session.target,
@@ -260,6 +262,7 @@ class PatchRun:
         if self.policy is None or not target.is_host:
             return False
         from patchd.discovery.reboot import reboot_state
+        from patchd.reboots import RebootAction, plan_reboot
 
         state = reboot_state(target, self.session.profile, self.session.os_info.kernel)
         decision = plan_reboot(self.policy.policy.reboot, in_window=_in_window(self.session, self.policy),
@@ -273,7 +276,9 @@ class PatchRun:
         self.reboot(target, decision.warn_minutes, f"patchd: rebooting to finish run {self.run_id}")
         return True
 
-    def _check_health(self) -> HealthReport:
+    def _check_health(self) -> health.HealthReport:
+        from patchd.health import run_health_checks
+
         checks = self.policy.policy.health_checks if self.policy else ()
         report = run_health_checks(checks, target=self.session.target)
         failures = ", ".join(r.name for r in report.failures())
@@ -281,7 +286,7 @@ class PatchRun:
                    reason=f"health checks failed: {failures}" if failures else "")  # fmt: skip
         return report
 
-    def _conclude(self, report: HealthReport) -> None:
+    def _conclude(self, report: health.HealthReport) -> None:
         if report.passed:
             self._commit()
             return
@@ -333,6 +338,12 @@ class PatchRun:
 
 
 _STATUS_AFTER = {Step.ROLLED_BACK: "rolled-back", Step.ABORTED: "aborted"}
+
+
+def _warn_and_reboot(target: Target, warn_minutes: int, message: str) -> object:
+    from patchd.reboots import warn_and_reboot
+
+    return warn_and_reboot(target, warn_minutes, message)
 
 
 def _boot_time() -> float:

@@ -158,3 +158,22 @@ def test_logs_carry_journald_priorities_when_stderr_is_the_journal(tmp_path: Pat
     with (tmp_path / "err").open("w") as err:
         subprocess.run([sys.executable, "-c", code], stderr=err, check=True, timeout=60)
     assert (tmp_path / "err").read_text().splitlines() == ["<4>careful", "<6>fine"]
+
+
+def test_a_listener_that_stops_reading_never_blocks_the_agent(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+
+        def flood() -> None:  # far more than the socket's queue holds: sends past it are dropped
+            for i in range(2000):
+                notifier.status(f"status {i}")
+
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        sender.join(timeout=60)  # a bound for a broken build, not a timing assertion
+        assert not sender.is_alive(), "sending blocked on a listener that does not read"
+        assert listener.recv(4096).startswith(b"STATUS=status 0")
+    finally:
+        listener.close()

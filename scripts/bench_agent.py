@@ -1,0 +1,121 @@
+"""The agent's costs, for ``make bench``: idle memory, idle CPU, and CPU per cycle.
+
+- idle RSS ÷ the RSS of a Python process that imports only the third-party modules the
+  agent has loaded (its dependencies, as it uses them): target ≤ 1.15;
+- idle CPU over 60 s, as a share of one core: target ≤ 0.1 %;
+- the agent's own CPU per cycle ÷ the CPU of the package manager it drives (the cycle's
+  worker reports both; steady-state cycles, after the first that reads changelogs):
+  target ≤ 0.1.
+
+The agent runs on this host with no policy (it only scans: nothing is changed) and a
+state directory of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+IDLE_SECONDS = 60
+CYCLES = 5  # measured, after WARM_CYCLES
+WARM_CYCLES = 2
+WAIT_S = 300
+DEPENDENCIES = {
+    "psutil", "yaml", "_yaml", "requests", "urllib3", "idna", "certifi", "charset_normalizer",
+    "cryptography", "pydantic", "pydantic_core", "annotated_types", "typing_extensions",
+    "typing_inspection", "watchdog", "debian",
+}  # fmt: skip
+_CYCLE = re.compile(r"cycle done: patchd used ([\d.]+) s of CPU, the package managers ([\d.]+) s")
+
+
+def _dependency_modules(python: str) -> list[str]:
+    """The third-party modules an agent process has loaded once it is serving."""
+    code = (
+        "import importlib, sys\n"
+        "import patchd.agent.service, patchd.cli.main, patchd.backends.apt.backend\n"
+        "for name in patchd.agent.service.PRELOADED:\n"
+        "    importlib.import_module(name)\n"
+        f"deps = {sorted(DEPENDENCIES)!r}\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in deps)))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def _baseline_rss(python: str, modules: list[str]) -> int:
+    code = (
+        "import importlib, os, psutil\n"
+        f"for m in {modules!r}:\n"
+        "    try:\n        importlib.import_module(m)\n    except Exception:\n        pass\n"
+        "print(psutil.Process(os.getpid()).memory_info().rss)\n"
+    )
+    return int(
+        subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+
+
+def measure(bindir: Path) -> list[tuple[str, float, float, float, str]]:
+    """Rows of (what, measured, limit, ratio, target)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "agent.yaml"
+        config.write_text("agent: {scan_interval: 7d, refresh: false}\n")
+        notify_path = Path(tmp) / "notify"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        listener.bind(str(notify_path))
+        listener.settimeout(WAIT_S)
+        agent = subprocess.Popen(
+            [
+                str(bindir / "patchd"),
+                "--config",
+                str(config),
+                "--state-dir",
+                f"{tmp}/state",
+                "agent",
+            ],
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            own, managers = [], []
+            assert agent.stderr is not None
+            for line in agent.stderr:
+                match = _CYCLE.search(line)
+                if match is None:
+                    continue
+                own.append(float(match[1]))
+                managers.append(float(match[2]))
+                if len(own) == WARM_CYCLES + CYCLES:
+                    break
+                agent.send_signal(signal.SIGHUP)  # reload: plan again at once
+            while b"next cycle" not in listener.recv(4096):  # the loop is idle again
+                pass
+            process = psutil.Process(agent.pid)
+            rss = process.memory_info().rss
+            before = process.cpu_times()
+            time.sleep(IDLE_SECONDS)
+            after = process.cpu_times()
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=WAIT_S)
+            listener.close()
+    python = str(bindir / "python")
+    baseline = _baseline_rss(python, _dependency_modules(python))
+    idle_cpu = (after.user + after.system - before.user - before.system) / IDLE_SECONDS
+    own_cycle = statistics.median(own[WARM_CYCLES:])
+    manager_cycle = statistics.median(managers[WARM_CYCLES:])
+    return [
+        ("agent idle RSS vs its dependencies", rss / 2**20, baseline / 2**20, rss / baseline, "<= 1.15"),
+        ("agent idle CPU share of a core (60 s)", idle_cpu * 100, 100.0, idle_cpu, "<= 0.001"),
+        ("agent CPU per cycle vs package manager", own_cycle, manager_cycle, own_cycle / manager_cycle,
+         "<= 0.1"),
+    ]  # fmt: skip

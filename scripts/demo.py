@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -112,7 +113,8 @@ def patch_an_isolated_root(config: Path) -> None:
         patchd(*common, "scan")
 
         banner(
-            "2b. Apply the security update of 'hello' (keeps a way back, judges by dpkg's database)"
+            "2b. Apply the security update of 'hello': a snapshot first, a journalled run, "
+            "judged by dpkg's database"
         )
         applied = json.loads(
             patchd(*common, "apply", "--yes", "--json", "hello", show=False).stdout
@@ -124,6 +126,9 @@ def patch_an_isolated_root(config: Path) -> None:
             f"run {run['id']}: hello {item['from_version']} -> {item['found_version']} ({item['outcome']}); "
             f"rollback kept: {item['rollback']['file']}"
         )
+        print("notes:", *(f"  {n}" for n in run["notes"]), sep="\n")
+        print("journal (each step durable before the next):",
+              " -> ".join(journal(work / "state", run["id"])))  # fmt: skip
 
         banner(f"2c. Roll back run {run['id']}")
         patchd(*common, "rollback", run["id"])
@@ -135,6 +140,16 @@ def patch_an_isolated_root(config: Path) -> None:
         patchd(*common, "scan")
 
         sign_and_plan(common, work)
+
+
+def journal(state_dir: Path, run_id: str) -> list[str]:
+    """The run's write-ahead journal, as patchd recorded it."""
+    db = sqlite3.connect(state_dir / "state.db")
+    try:
+        rows = db.execute("SELECT step FROM run_journal WHERE run_id = ? ORDER BY seq", (run_id,))
+        return [step for (step,) in rows]
+    finally:
+        db.close()
 
 
 def sign_and_plan(common: list[str], work: Path) -> None:

@@ -20,6 +20,12 @@ BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
 }
 
+# How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
+# the backend classes so the policy can compare versions without loading a backend.
+VERSION_COMPARATORS: dict[str, str] = {
+    "apt": "patchd.backends.apt.versions:compare",
+}
+
 
 def backend_class(name: str) -> type[Backend]:
     """The class implementing backend ``name``; :class:`ConfigError` for an unknown name."""
@@ -30,6 +36,20 @@ def backend_class(name: str) -> type[Backend]:
         raise ConfigError(f"unknown backend {name!r}", hint=f"known backends: {known}") from None
     cls: type[Backend] = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def compare_versions(backend: str, a: str, b: str) -> int:
+    """Order two versions as ``backend``'s package manager does (<0, 0, >0).
+
+    :class:`ValueError` for a version the manager could not parse, or a backend with no
+    known ordering (its versions can only be compared for equality).
+    """
+    try:
+        module_name, _, function = VERSION_COMPARATORS[backend].partition(":")
+    except KeyError:
+        raise ValueError(f"the {backend} backend has no version ordering") from None
+    compare: Callable[[str, str], int] = getattr(importlib.import_module(module_name), function)
+    return compare(a, b)
 
 
 def select_backends(

@@ -134,14 +134,12 @@ def _exception_for(policy: Policy, update: Update) -> PolicyException | None:
 
 
 def _version_at_least(update: Update, minimum: str) -> bool:
-    if update.backend == "apt":
-        from debian.debian_support import Version
+    from patchd.backends import compare_versions
 
-        try:
-            return bool(Version(update.available_version) >= Version(minimum))
-        except ValueError:
-            return False
-    return update.available_version == minimum
+    try:
+        return compare_versions(update.backend, update.available_version, minimum) >= 0
+    except ValueError:  # no ordering known: only the exact version qualifies
+        return update.available_version == minimum
 
 
 def _emergency_for(policy: Policy, update: Update) -> tuple[Emergency, str] | None:

@@ -151,7 +151,9 @@ def select_providers(settings: SnapshotSettings, context: SnapshotContext) -> Sn
             log.info("snapshots of %s: %s and package state", context.target, name)
             return SnapshotPlan(settings.mode, provider, package_state, tuple(passed_over))
         if probe.status is not ProbeStatus.ABSENT or settings.providers:
-            log.warning("%s snapshots unusable: %s", name, probe)
+            # Installed but broken deserves attention; merely not covering this root does not.
+            level = logging.WARNING if probe.status is ProbeStatus.BROKEN else logging.DEBUG
+            log.log(level, "%s snapshots unusable: %s", name, probe)
         passed_over.append(f"{name}: {probe}")
     if settings.mode == "required":
         tried = "; ".join(passed_over) or "no filesystem provider is listed in the policy"

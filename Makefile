@@ -21,7 +21,7 @@ debian-deps: | $(STAMPS)
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[collector,postgres,test]'
 	@touch $@
 
 venv: $(VENV)/.installed

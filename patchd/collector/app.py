@@ -33,7 +33,7 @@ from patchd.collector import compliance as metrics
 from patchd.collector.ingest import MAX_REPORT_BYTES, KeyCache, Rejected, verify_report
 from patchd.collector.schema import endpoint_runs, endpoint_updates, endpoints, flags, reports
 from patchd.collector.store import BatchWriter, CollectorStore, Overloaded, Verdict, loads
-from patchd.errors import TemporaryFailure, UsageError
+from patchd.errors import ConfigError, PatchdError, TemporaryFailure, UsageError
 from patchd.signing.dsse import POLICY_PAYLOAD_TYPE
 from patchd.timeutil import utcnow
 
@@ -68,16 +68,22 @@ class Settings:
 
 
 def read_admin_token(path: Path) -> str:
-    """The admin token from its file: at least 16 characters, readable by nobody else."""
+    """The admin token from its file: at least 16 characters, readable by nobody else.
+
+    Raises :class:`ConfigError` (exit status 78) for a missing, short or exposed file.
+    """
     from patchd.signing.keys import read_bounded_file
 
     hint = "write a long random token (e.g. `openssl rand -hex 32`) to the file, mode 0600"
-    data = read_bounded_file(path, 4096, "admin token file", hint=hint)
+    try:
+        data = read_bounded_file(path, 4096, "admin token", hint=hint)
+    except PatchdError as e:
+        raise ConfigError(e.message, hint=e.hint) from None
     token = data.decode("utf-8", "replace").strip()
     if len(token) < 16:
-        raise UsageError(f"{path}: the admin token must be at least 16 characters", hint=hint)
+        raise ConfigError(f"{path}: the admin token must be at least 16 characters", hint=hint)
     if os.name == "posix" and path.stat().st_mode & 0o077:
-        raise UsageError(f"{path}: the admin token file is readable by other users", hint=hint)
+        raise ConfigError(f"{path}: the admin token file is readable by other users", hint=hint)
     return token
 
 

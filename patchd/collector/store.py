@@ -327,6 +327,19 @@ class CollectorStore:
             endpoints.c.id == report.endpoint_id, endpoints.c.key_epoch == epoch, endpoints.c.last_seq < report.seq
         ).values(last_seq=report.seq, last_report_at=received_at, last_created_at=report.created_at, **found.values)).rowcount  # fmt: skip
         if moved != 1:
+            # Another collector may have stored this very report meanwhile (we waited on its
+            # row lock): in READ COMMITTED this statement sees what it committed.
+            raced = conn.execute(select(reports.c.sha256).where(pk)).scalar()
+            if raced is not None:
+                if raced == report.sha256:
+                    return Verdict.DUPLICATE
+                self._flag(
+                    conn,
+                    report.endpoint_id,
+                    "fork",
+                    f"seq {report.seq} arrived again with other contents",
+                )
+                return Verdict.CONFLICT
             last = conn.execute(
                 select(endpoints.c.last_seq).where(endpoints.c.id == report.endpoint_id)
             ).scalar()

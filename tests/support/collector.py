@@ -39,7 +39,10 @@ def free_port() -> int:
 
 
 def wait_until_up(
-    url: str, process: subprocess.Popen[bytes] | None, log: Path | None = None
+    url: str,
+    process: subprocess.Popen[bytes] | None,
+    log: Path | None = None,
+    ca: Path | None = None,
 ) -> None:
     """Poll ``url``/healthz until it answers (bounded); fail with the server's log if it dies."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -48,7 +51,12 @@ def wait_until_up(
             shown = log.read_text() if log is not None else ""
             raise RuntimeError(f"the collector exited with {process.returncode}: {shown[-2000:]}")
         try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if (
+                requests.get(
+                    f"{url}/healthz", timeout=2, verify=str(ca) if ca else True
+                ).status_code
+                == 200
+            ):
                 return
         except requests.ConnectionError:
             pass
@@ -90,7 +98,13 @@ def patchd_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @contextmanager
 def running_collector(
-    work: Path, db: str, *, workers: int = 1, extra: tuple[str, ...] = ()
+    work: Path,
+    db: str,
+    *,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+    scheme: str = "http",
+    ca: Path | None = None,
 ) -> Iterator[Collector]:
     work.mkdir(parents=True, exist_ok=True)
     token_file = work / "admin.token"
@@ -106,10 +120,10 @@ def running_collector(
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     collector = Collector(
-        f"http://127.0.0.1:{port}", db, token_file.read_text().strip(), process, log
+        f"{scheme}://127.0.0.1:{port}", db, token_file.read_text().strip(), process, log
     )
     try:
-        wait_until_up(collector.url, process, log)
+        wait_until_up(collector.url, process, log, ca)
         yield collector
     finally:
         collector.stop()

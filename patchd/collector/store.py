@@ -305,22 +305,9 @@ class CollectorStore:
         if pinned is None or pinned.public_key != report.public_key:
             return Verdict.UNKNOWN  # unenrolled, or its key was replaced since it was cached
         epoch = pinned.key_epoch
-        pk = (
-            (reports.c.endpoint_id == report.endpoint_id)
-            & (reports.c.key_epoch == epoch)
-            & (reports.c.seq == report.seq)
-        )
-        existing = conn.execute(select(reports.c.sha256).where(pk)).scalar()
-        if existing is not None:
-            if existing == report.sha256:
-                return Verdict.DUPLICATE
-            self._flag(
-                conn,
-                report.endpoint_id,
-                "fork",
-                f"seq {report.seq} arrived again with other contents (cloned endpoint or forged state)",
-            )
-            return Verdict.CONFLICT
+        seen = self._seen(conn, report, epoch)
+        if seen is not None:
+            return seen
         found = extract.summary(report.payload)
         received_at = stamp(received)
         moved = conn.execute(update(endpoints).where(
@@ -329,29 +316,7 @@ class CollectorStore:
         if moved != 1:
             # Another collector may have stored this very report meanwhile (we waited on its
             # row lock): in READ COMMITTED this statement sees what it committed.
-            raced = conn.execute(select(reports.c.sha256).where(pk)).scalar()
-            if raced is not None:
-                if raced == report.sha256:
-                    return Verdict.DUPLICATE
-                self._flag(
-                    conn,
-                    report.endpoint_id,
-                    "fork",
-                    f"seq {report.seq} arrived again with other contents",
-                )
-                return Verdict.CONFLICT
-            last = conn.execute(
-                select(endpoints.c.last_seq).where(endpoints.c.id == report.endpoint_id)
-            ).scalar()
-            if last is None:
-                return Verdict.UNKNOWN
-            self._flag(
-                conn,
-                report.endpoint_id,
-                "replay",
-                f"seq {report.seq} is not above {last}, the last stored (replay, restored backup or cloned endpoint)",
-            )
-            return Verdict.CONFLICT
+            return self._seen(conn, report, epoch) or self._replayed(conn, report)
         conn.execute(reports.insert().values(
             endpoint_id=report.endpoint_id, key_epoch=epoch, seq=report.seq, received_at=received_at,
             created_at=report.created_at, sha256=report.sha256, envelope=report.envelope,
@@ -363,6 +328,29 @@ class CollectorStore:
                                             "compliant": found.compliant, "overdue": found.overdue},
                     ("endpoint_id", "day"))  # fmt: skip
         return Verdict.STORED
+
+    def _seen(self, conn: Connection, report: VerifiedReport, epoch: int) -> int | None:
+        """The verdict on a report whose seq is already stored (the same or other bytes)."""
+        existing = conn.execute(select(reports.c.sha256).where(
+            reports.c.endpoint_id == report.endpoint_id, reports.c.key_epoch == epoch, reports.c.seq == report.seq
+        )).scalar()  # fmt: skip
+        if existing is None:
+            return None
+        if existing == report.sha256:
+            return Verdict.DUPLICATE
+        self._flag(conn, report.endpoint_id, "fork",
+                   f"seq {report.seq} arrived again with other contents (cloned endpoint or forged state)")  # fmt: skip
+        return Verdict.CONFLICT
+
+    def _replayed(self, conn: Connection, report: VerifiedReport) -> int:
+        last = conn.execute(
+            select(endpoints.c.last_seq).where(endpoints.c.id == report.endpoint_id)
+        ).scalar()
+        if last is None:
+            return Verdict.UNKNOWN
+        self._flag(conn, report.endpoint_id, "replay",
+                   f"seq {report.seq} is not above {last}, the last stored (replay, restored backup or cloned endpoint)")  # fmt: skip
+        return Verdict.CONFLICT
 
     def _store_updates(self, conn: Connection, report: VerifiedReport) -> None:
         rows = extract.update_rows(report.payload)

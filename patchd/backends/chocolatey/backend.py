@@ -140,9 +140,11 @@ class ChocolateyBackend(Backend):
                 failure = failure or e  # the other packages still get their turn
                 continue
             if result.returncode in REBOOT_CODES:
-                notes.append(
+                note = (
                     f"{change.name}: installed; Windows needs a restart (exit {result.returncode})"
                 )
+                notes.append(note)
+                transcript.note(note)  # kept even when another package's failure is raised
         if failure is not None:
             raise failure
         return notes

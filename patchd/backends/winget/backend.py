@@ -29,7 +29,7 @@ from patchd.backends.base import (
     ScanResult,
 )
 from patchd.backends.native import check_size, find_program, host_platform, run_tool
-from patchd.backends.winget.table import WingetRow, parse_table
+from patchd.backends.winget.table import WingetRow, last_write, parse_table
 from patchd.errors import CommandError
 from patchd.models import Classification, InstalledPackage, PackageChange, Update, UpdateSource
 from patchd.transcript import Transcript
@@ -75,7 +75,7 @@ def parse_versions(text: str) -> list[str]:
 
     winget's progress spinner can leave one of ``- \\ | /`` on a line of its own.
     """
-    lines = [line.rsplit("\r", 1)[-1].strip() for line in text.split("\n")]
+    lines = [last_write(line).strip() for line in text.split("\n")]
     for index, line in enumerate(lines):
         if len(line) >= 3 and set(line) == {"-"}:
             return [v for v in lines[index + 1 :] if v and v not in _SPINNER]
@@ -99,21 +99,31 @@ class WingetBackend(Backend):
 
     def _installed_packages(self) -> list[InstalledPackage]:
         text = run_tool(list_installed_argv(), timeout_s=LIST_TIMEOUT_S).stdout
+        rows = parse_table(check_size(text, "winget list"))
         return [
             InstalledPackage(row.id, row.version, ARCH, self.name)
-            for row in parse_table(check_size(text, "winget list"))
-            if not row.truncated_id
+            for row in _first_of_each(rows).values()
         ]
 
     def _list_updates(self) -> ScanResult:
         text = run_tool(list_upgrades_argv(), timeout_s=LIST_TIMEOUT_S).stdout
-        updates, warnings = [], []
-        for row in parse_table(check_size(text, "winget upgrade")):
-            if row.truncated_id:
-                warnings.append(f"winget cut the id of {row.name!r} short; it cannot be targeted")
-                continue
-            updates.append(self._update(row))
-        return ScanResult(updates=tuple(updates), warnings=tuple(warnings))
+        rows = parse_table(check_size(text, "winget upgrade"))
+        warnings = [
+            f"winget cut the id of {row.name!r} short; it cannot be targeted"
+            for row in rows
+            if row.truncated_id
+        ]
+        first = _first_of_each(rows)
+        for package_id in first:
+            versions = [r.version for r in rows if r.id == package_id]
+            if len(versions) > 1:
+                warnings.append(
+                    f"winget lists {package_id} more than once (installed "
+                    f"{', '.join(versions)}); the first is used"
+                )
+        return ScanResult(
+            updates=tuple(self._update(r) for r in first.values()), warnings=tuple(warnings)
+        )
 
     def _update(self, row: WingetRow) -> Update:
         notes = [row.name]
@@ -192,3 +202,16 @@ class WingetBackend(Backend):
                     )
                 )
         return sources
+
+
+def _first_of_each(rows: Sequence[WingetRow]) -> dict[str, WingetRow]:
+    """Each package id's first row; rows with an id winget cut short are left out.
+
+    winget lists a package twice when it is installed twice (per machine and per user,
+    or two architectures); one id can be targeted only once.
+    """
+    first: dict[str, WingetRow] = {}
+    for row in rows:
+        if not row.truncated_id:
+            first.setdefault(row.id, row)
+    return first

@@ -49,7 +49,7 @@ class WingetRow:
 
 def parse_table(text: str) -> list[WingetRow]:
     """The rows of the first table in ``text``; no table (nothing to list) is no rows."""
-    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    lines = [last_write(line) for line in text.split("\n")]
     rule = next((i for i, line in enumerate(lines) if i > 0 and _RULE.match(line)), None)
     if rule is None:
         return []
@@ -73,6 +73,14 @@ def parse_table(text: str) -> list[WingetRow]:
         )
     check_count(len(rows), "winget table")
     return _fix_source_column(rows, names)
+
+
+def last_write(line: str) -> str:
+    """What a terminal would show of ``line``: the text after its last carriage return.
+
+    The line ending's own CR (winget writes CRLF) does not count.
+    """
+    return line.rstrip("\r").rsplit("\r", 1)[-1].rstrip()
 
 
 def _column_names(header: str, starts: list[int]) -> list[str]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from patchd.backends import backend_class, compare_versions
-from patchd.backends.base import Outcome, ProbeStatus
+from patchd.backends import BACKENDS, backend_class, compare_versions, select_backends
+from patchd.backends.base import BackendContext, Outcome, ProbeStatus
 from patchd.backends.winget.backend import (
     WingetBackend,
     install_argv,
@@ -24,6 +24,8 @@ from patchd.backends.winget.backend import (
 from patchd.backends.winget.table import parse_table
 from patchd.errors import BackendError
 from patchd.models import PackageChange
+from patchd.platforms import MACOS, WINDOWS, OsProfile
+from patchd.target import Target
 from patchd.transcript import Transcript
 from tests.backends.gateway import (
     Answer,
@@ -219,3 +221,20 @@ def test_a_failing_upgrade_is_judged_and_foreign_changes_are_refused(
     with pytest.raises(BackendError, match="belongs to chocolatey"):
         winget.apply([PackageChange("chocolatey", "git", "all", "1", "2")], Transcript())
     assert len(gateway.calls) == calls
+
+
+@pytest.mark.parametrize("profile", [MACOS, WINDOWS], ids=["macos", "windows"])
+def test_on_this_linux_machine_every_macos_and_windows_backend_is_absent(
+    profile: OsProfile, tmp_path: Path, gateway: FakeGateway
+) -> None:
+    def context_for(name: str) -> BackendContext:
+        return BackendContext(Target(Path("/")), profile, tmp_path / name)  # the real platform
+
+    assert set(profile.backends) <= set(BACKENDS)
+    usable, problems = select_backends(profile, context_for)
+    assert (usable, problems) == ([], [])  # skipped quietly
+    for name in profile.backends:
+        probe = backend_class(name)(context_for(name)).probe()
+        assert probe.status is ProbeStatus.ABSENT
+        assert probe.detail
+    assert gateway.calls == []

@@ -18,12 +18,20 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
+    "homebrew": "patchd.backends.homebrew.backend:HomebrewBackend",
+    "softwareupdate": "patchd.backends.softwareupdate.backend:SoftwareUpdateBackend",
+    "windows-update": "patchd.backends.windows_update.backend:WindowsUpdateBackend",
+    "winget": "patchd.backends.winget.backend:WingetBackend",
+    "chocolatey": "patchd.backends.chocolatey.backend:ChocolateyBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
 # the backend classes so the policy can compare versions without loading a backend.
+# Homebrew, softwareupdate, Windows Update and winget have none: their versions are
+# publishers' strings or update identities that the managers themselves do not order.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
+    "chocolatey": "patchd.backends.chocolatey.versions:compare",
 }
 
 

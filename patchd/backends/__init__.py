@@ -18,12 +18,16 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
+    "apk": "patchd.backends.apk.backend:ApkBackend",
+    "snap": "patchd.backends.snap.backend:SnapBackend",
+    "flatpak": "patchd.backends.flatpak.backend:FlatpakBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
 # the backend classes so the policy can compare versions without loading a backend.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
+    "apk": "patchd.backends.apk.versions:compare",
 }
 
 

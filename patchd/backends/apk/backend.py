@@ -48,7 +48,7 @@ WORLD = "/etc/apk/world"
 CACHE_DIRS = ("/etc/apk/cache", "/var/cache/apk")
 
 # "apk-tools 2.14.4, compiled for x86_64."
-_VERSION = re.compile(r"^apk-tools (\S+), compiled for (\S+)\.?$", re.MULTILINE)
+_VERSION = re.compile(r"^apk-tools (\S+), compiled for ([^\s.]+)\.?$", re.MULTILINE)
 
 
 class ApkBackend(Backend):

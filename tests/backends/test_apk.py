@@ -359,3 +359,23 @@ def test_a_change_for_another_backend_is_refused_before_anything_runs(
             [PackageChange("apt", "busybox", "x86_64", "1", "2")], Transcript()
         )
     assert fake.calls == []
+
+
+def test_the_agent_configuration_names_secdb_copies(tmp_path: Path) -> None:
+    from patchd.config import parse_config
+
+    config = parse_config(b"apk:\n  secdb: [/srv/secdb/v3.20/main.json]\n", tmp_path / "agent.yaml")
+    assert config.backend_settings("apk") == {"secdb": ["/srv/secdb/v3.20/main.json"]}
+    with pytest.raises(
+        ConfigError, match=r"agent.yaml:2:11: apk.secdb.0: must be an absolute path"
+    ):
+        parse_config(b"apk:\n  secdb: [main.json]\n", tmp_path / "agent.yaml")
+
+
+def test_an_unreadable_secdb_is_a_configuration_error(
+    root: AlpineRoot, tmp_path: Path, fake: CannedCommands
+) -> None:
+    fake.answers[_apk(root, "list", "--upgradable")] = captured("apk/list-upgradable.txt")
+    backend = _backend(root, tmp_path, {"secdb": [str(tmp_path / "missing.json")]})
+    with pytest.raises(ConfigError, match="cannot read the apk secdb file"):
+        backend.scan()

@@ -23,6 +23,9 @@ BACKENDS: dict[str, str] = {
     "windows-update": "patchd.backends.windows_update.backend:WindowsUpdateBackend",
     "winget": "patchd.backends.winget.backend:WingetBackend",
     "chocolatey": "patchd.backends.chocolatey.backend:ChocolateyBackend",
+    "apk": "patchd.backends.apk.backend:ApkBackend",
+    "snap": "patchd.backends.snap.backend:SnapBackend",
+    "flatpak": "patchd.backends.flatpak.backend:FlatpakBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
@@ -32,6 +35,7 @@ BACKENDS: dict[str, str] = {
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
     "chocolatey": "patchd.backends.chocolatey.versions:compare",
+    "apk": "patchd.backends.apk.versions:compare",
 }
 
 

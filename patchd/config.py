@@ -46,6 +46,15 @@ class AptSettings:
 
 
 @dataclass(frozen=True)
+class PacmanSettings:
+    """Settings of the pacman backend (``pacman:``)."""
+
+    lock_timeout_s: float = 300.0  # how long to wait for another pacman to release db.lck
+    # A local copy of https://security.archlinux.org/all.json; patchd never fetches it.
+    advisories: Path | None = None
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     """Where the agent takes its policy from (``policy:``); all optional.
 
@@ -78,6 +87,7 @@ class AgentConfig:
     state_dir: Path | None = None
     log_format: str = "text"
     apt: AptSettings = field(default_factory=AptSettings)
+    pacman: PacmanSettings = field(default_factory=PacmanSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     source: Path | None = None  # the file it came from, if any
@@ -85,6 +95,11 @@ class AgentConfig:
     def backend_settings(self, name: str) -> Mapping[str, Any]:
         if name == "apt":
             return {"lock_timeout_s": self.apt.lock_timeout_s}
+        if name == "pacman":
+            return {
+                "lock_timeout_s": self.pacman.lock_timeout_s,
+                "advisories": str(self.pacman.advisories) if self.pacman.advisories else None,
+            }
         return {}
 
 
@@ -239,7 +254,9 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         ) from None
     reader = _Reader(path, loaded)
     top = reader.mapping(
-        loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "policy", "agent"}
+        loaded.data,
+        (),
+        {"tags", "backends", "state_dir", "log", "apt", "pacman", "policy", "agent"},
     )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
@@ -260,10 +277,23 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         state_dir=Path(state_dir) if state_dir else None,
         log_format=log_format,
         apt=settings,
+        pacman=_pacman_settings(reader, top.get("pacman")),
         policy=_policy_settings(reader, top.get("policy")),
         agent=_agent_settings(reader, top.get("agent")),
         source=path,
     )
+
+
+def _pacman_settings(reader: _Reader, value: Any) -> PacmanSettings:
+    section = reader.mapping(value, ("pacman",), {"lock_timeout", "advisories"})
+    settings = PacmanSettings()
+    lock_timeout = settings.lock_timeout_s
+    if "lock_timeout" in section:
+        lock_timeout = reader.seconds(section["lock_timeout"], ("pacman", "lock_timeout"), 0, 86400)
+    advisories = None
+    if "advisories" in section:
+        advisories = reader.absolute_path(section["advisories"], ("pacman", "advisories"))
+    return PacmanSettings(lock_timeout_s=lock_timeout, advisories=advisories)
 
 
 def _agent_settings(reader: _Reader, value: Any) -> AgentSettings:

@@ -18,12 +18,14 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
+    "pacman": "patchd.backends.pacman.backend:PacmanBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
 # the backend classes so the policy can compare versions without loading a backend.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
+    "pacman": "patchd.backends.pacman.versions:compare",
 }
 
 

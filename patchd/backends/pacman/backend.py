@@ -59,7 +59,6 @@ TRACKER_ORIGIN = "arch-security-tracker"
 
 _VERSION_LINE = re.compile(r"Pacman v(\S+)")
 _CONFLICT = re.compile(r"^(?P<name>[^\s:]+): (?P<path>/.*) exists in filesystem", re.MULTILINE)
-_STEP = re.compile(r"^(?:installing|upgrading|downgrading|reinstalling) (?P<name>\S+)\.\.\.$")
 _SCRIPTLET_FAILED = "error: command failed to execute correctly"
 _LOCK_FAILED = "unable to lock database"
 
@@ -212,11 +211,35 @@ class PacmanBackend(Backend):
         if files:
             # A kept package file says exactly which version; -U installs it as it is.
             result = self._run(self.pacman.change_argv("-U", *files), transcript)
-            notes += _scriptlet_failures(result.output)
+            notes += self._scriptlet_failures(result.output, changes)
         if specs:
             result = self._run(self.pacman.change_argv("-S", *specs), transcript)
-            notes += _scriptlet_failures(result.output)
+            notes += self._scriptlet_failures(result.output, changes)
         return notes
+
+    def _scriptlet_failures(self, output: str, changes: Sequence[PackageChange]) -> list[str]:
+        """A note when an install scriptlet failed: pacman keeps such packages installed.
+
+        pacman reports the failure on standard error without the package's name, and its
+        standard output is buffered apart, so the name is inferred: the changed packages
+        that ship a scriptlet (an ``install`` file in their local database entry).
+        """
+        if _SCRIPTLET_FAILED not in output:
+            return []
+        local = self.pacman.paths.local_db
+        with_scriptlet = [
+            c.name for c in changes if (local / f"{c.name}-{c.to_version}" / "install").is_file()
+        ]
+        which = (
+            f"the scriptlet of {with_scriptlet[0]}"
+            if len(with_scriptlet) == 1
+            else "an install scriptlet"
+            + (f" (one of {', '.join(with_scriptlet)})" if with_scriptlet else "")
+        )
+        return [
+            f"{which} failed; pacman keeps the package installed anyway "
+            "(the transcript has the scriptlet's output)"
+        ]
 
     def _prepare_rollback(
         self, changes: Sequence[PackageChange], keep_dir: Path, transcript: Transcript
@@ -306,22 +329,6 @@ class PacmanBackend(Backend):
             raise
         transcript.command(result)
         return result
-
-
-def _scriptlet_failures(output: str) -> list[str]:
-    """Notes for install scriptlets that failed: pacman keeps such packages installed."""
-    notes = []
-    current = None
-    for line in output.splitlines():
-        step = _STEP.match(line.strip())
-        if step is not None:
-            current = step["name"]
-        elif line.strip() == _SCRIPTLET_FAILED and current is not None:
-            notes.append(
-                f"{current}: its install scriptlet failed; pacman kept the new version "
-                "installed (the transcript has the scriptlet's output)"
-            )
-    return list(dict.fromkeys(notes))
 
 
 def _cached_package(cache: Mapping[str, Path], name: str, version: str, arch: str) -> Path | None:

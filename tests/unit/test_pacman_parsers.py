@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from patchd.backends.pacman.listing import UpgradableEntry, parse_upgradable
-from patchd.backends.pacman.localdb import parse_desc, read_installed
+from patchd.backends.pacman.localdb import read_installed
 from patchd.backends.pacman.syncinfo import SyncPackage, parse_sync_info
 from patchd.errors import BackendError
 from patchd.models import InstalledPackage
@@ -37,14 +37,6 @@ def test_sync_info_gives_repository_name_version_and_arch_of_each_found_package(
     ]
 
 
-def test_a_desc_file_written_by_pacman() -> None:
-    fields = parse_desc((DATA / "local-desc").read_text())
-    assert fields["NAME"] == ["linux"]
-    assert fields["VERSION"] == ["6.1.1-1"]
-    assert fields["ARCH"] == ["x86_64"]
-    assert fields["VALIDATION"] == ["sha256"]
-
-
 def test_the_local_database_read_directly(tmp_path: Path) -> None:
     local = tmp_path / "local"
     (local / "linux-6.1.1-1").mkdir(parents=True)
@@ -53,9 +45,16 @@ def test_the_local_database_read_directly(tmp_path: Path) -> None:
     assert read_installed(local) == [InstalledPackage("linux", "6.1.1-1", "x86_64", "pacman")]
 
 
-def test_a_damaged_entry_is_an_error_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "desc",
+    [None, "%NAME%\nhello\n\n", "%VERSION%\n1.0-1\n\n%NAME%\n\n"],
+    ids=["no-desc", "no-version", "empty-name"],
+)
+def test_a_damaged_entry_is_an_error_naming_it(tmp_path: Path, desc: str | None) -> None:
     local = tmp_path / "local"
     (local / "hello-1.0-1").mkdir(parents=True)
+    if desc is not None:
+        (local / "hello-1.0-1" / "desc").write_text(desc)
     with pytest.raises(BackendError, match=r"hello-1.0-1 is damaged .*pacman -Dk"):
         read_installed(local)
 

@@ -72,6 +72,8 @@ class PacmanBackend(Backend):
         super().__init__(context)
         self.pacman = PacmanEnvironment(context.target)
         self._listing: process.RunningCommand | None = None
+        # The local database as read for this scan; a transaction forgets it.
+        self._installed: list[InstalledPackage] | None = None
 
     @property
     def _lock_wait_s(self) -> float:
@@ -103,7 +105,8 @@ class PacmanBackend(Backend):
         return Probe(ProbeStatus.PRESENT, f"pacman {version or '(version unknown)'}", version)
 
     def _installed_packages(self) -> list[InstalledPackage]:
-        return read_installed(self.pacman.paths.local_db)
+        self._installed = read_installed(self.pacman.paths.local_db)
+        return self._installed
 
     def _start_listing(self) -> None:
         if self._listing is None:
@@ -128,7 +131,10 @@ class PacmanBackend(Backend):
                 "run `patchd scan --refresh` (pacman -Sy)"
             )
         index = self._advisory_index(warnings) if entries else None
-        arches = {p.name: p.arch for p in self._installed_packages()} if entries else {}
+        installed = self._installed if self._installed is not None else []
+        if entries and not installed:
+            installed = self._installed_packages()
+        arches = {p.name: p.arch for p in installed}
         updates = tuple(self._update(e, arches.get(e.name, "any"), index) for e in entries)
         return ScanResult(updates=updates, warnings=tuple(warnings))
 
@@ -176,6 +182,7 @@ class PacmanBackend(Backend):
         if self._listing is not None:  # started before the databases change: worthless now
             self._listing.stop()
             self._listing = None
+        self._installed = None
         self._wait_for_lock()
         self._run(self.pacman.change_argv("-Sy"), transcript, timeout_s=REFRESH_TIMEOUT_S)
 
@@ -187,6 +194,7 @@ class PacmanBackend(Backend):
         *,
         downgrade: bool,
     ) -> list[str]:
+        self._installed = None
         notes: list[str] = []
         files = [str(kept_files[c.key]) for c in changes if c.key in kept_files]
         wanted = [c for c in changes if c.key not in kept_files]

@@ -123,9 +123,7 @@ def build_root(root: Path) -> None:
 
 def _time(argv: Sequence[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env
-    )
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, env=env)
     return time.perf_counter() - started
 
 

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 # Debian packages the tests and the demo drive for real (see tests/README.md).
 DEBIAN_PACKAGES := apt-utils dpkg-dev busybox-static btrfs-progs snapper zfs-fuse \
-	rpm dnf createrepo-c zypper pacman-package-manager libarchive-tools zstd \
+	rpm dnf createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd \
 	flatpak postgresql chromium
 
 .PHONY: all demo test lint typecheck unit bench clean debian-deps venv

@@ -56,6 +56,15 @@ MAX_SECDB_FILES = 16
 
 
 @dataclass(frozen=True)
+class PacmanSettings:
+    """Settings of the pacman backend (``pacman:``)."""
+
+    lock_timeout_s: float = 300.0  # how long to wait for another pacman to release db.lck
+    # A local copy of https://security.archlinux.org/all.json; patchd never fetches it.
+    advisories: Path | None = None
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     """Where the agent takes its policy from (``policy:``); all optional.
 
@@ -89,6 +98,7 @@ class AgentConfig:
     log_format: str = "text"
     apt: AptSettings = field(default_factory=AptSettings)
     apk: ApkSettings = field(default_factory=ApkSettings)
+    pacman: PacmanSettings = field(default_factory=PacmanSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     source: Path | None = None  # the file it came from, if any
@@ -98,6 +108,11 @@ class AgentConfig:
             return {"lock_timeout_s": self.apt.lock_timeout_s}
         if name == "apk":
             return {"secdb": [str(p) for p in self.apk.secdb]}
+        if name == "pacman":
+            return {
+                "lock_timeout_s": self.pacman.lock_timeout_s,
+                "advisories": str(self.pacman.advisories) if self.pacman.advisories else None,
+            }
         return {}
 
 
@@ -252,7 +267,9 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         ) from None
     reader = _Reader(path, loaded)
     top = reader.mapping(
-        loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "apk", "policy", "agent"}
+        loaded.data,
+        (),
+        {"tags", "backends", "state_dir", "log", "apt", "apk", "pacman", "policy", "agent"},
     )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
@@ -274,6 +291,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         log_format=log_format,
         apt=settings,
         apk=_apk_settings(reader, top.get("apk")),
+        pacman=_pacman_settings(reader, top.get("pacman")),
         policy=_policy_settings(reader, top.get("policy")),
         agent=_agent_settings(reader, top.get("agent")),
         source=path,
@@ -286,6 +304,18 @@ def _apk_settings(reader: _Reader, value: Any) -> ApkSettings:
     return ApkSettings(
         tuple(reader.absolute_path(f, ("apk", "secdb", i)) for i, f in enumerate(files))
     )
+
+
+def _pacman_settings(reader: _Reader, value: Any) -> PacmanSettings:
+    section = reader.mapping(value, ("pacman",), {"lock_timeout", "advisories"})
+    settings = PacmanSettings()
+    lock_timeout = settings.lock_timeout_s
+    if "lock_timeout" in section:
+        lock_timeout = reader.seconds(section["lock_timeout"], ("pacman", "lock_timeout"), 0, 86400)
+    advisories = None
+    if "advisories" in section:
+        advisories = reader.absolute_path(section["advisories"], ("pacman", "advisories"))
+    return PacmanSettings(lock_timeout_s=lock_timeout, advisories=advisories)
 
 
 def _agent_settings(reader: _Reader, value: Any) -> AgentSettings:

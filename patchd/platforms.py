@@ -63,7 +63,20 @@ RHEL = OsProfile(
     reboot_packages=("glibc", "systemd", "linux-firmware", "dbus"),
 )
 SUSE = OsProfile(family="suse", backends=("zypper",), kernel_packages=("kernel-default",))
-ARCH = OsProfile(family="arch", backends=("pacman",), kernel_packages=("linux",))
+ARCH = OsProfile(
+    family="arch",
+    backends=("pacman",),
+    # Exact package names: Arch's kernels are named whole ("linux-api-headers" is no kernel).
+    kernel_packages=(
+        "linux",
+        "linux-lts",
+        "linux-zen",
+        "linux-hardened",
+        "linux-rt",
+        "linux-rt-lts",
+    ),
+    reboot_packages=("linux-firmware", "intel-ucode", "amd-ucode", "glibc", "systemd"),
+)
 ALPINE = OsProfile(family="alpine", backends=("apk",), kernel_packages=("linux-lts", "linux-virt"))
 MACOS = OsProfile(family="macos", backends=("softwareupdate", "homebrew"))
 WINDOWS = OsProfile(family="windows", backends=("windows-update", "winget", "chocolatey"))

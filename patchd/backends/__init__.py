@@ -26,6 +26,7 @@ BACKENDS: dict[str, str] = {
     "apk": "patchd.backends.apk.backend:ApkBackend",
     "snap": "patchd.backends.snap.backend:SnapBackend",
     "flatpak": "patchd.backends.flatpak.backend:FlatpakBackend",
+    "pacman": "patchd.backends.pacman.backend:PacmanBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
@@ -36,6 +37,7 @@ VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
     "chocolatey": "patchd.backends.chocolatey.versions:compare",
     "apk": "patchd.backends.apk.versions:compare",
+    "pacman": "patchd.backends.pacman.versions:compare",
 }
 
 

@@ -30,7 +30,7 @@ class OsProfile:
 
 DEBIAN = OsProfile(
     family="debian",
-    backends=("apt",),
+    backends=("apt", "snap", "flatpak"),  # absent ones are skipped quietly
     reboot_required_markers=("/run/reboot-required", "/var/run/reboot-required"),
     security_labels=("Debian-Security",),
     security_suite_suffixes=("-security",),
@@ -58,14 +58,16 @@ UBUNTU = replace(
 
 RHEL = OsProfile(
     family="rhel",
-    backends=("dnf", "yum"),
+    backends=("dnf", "yum", "flatpak", "snap"),
     kernel_packages=("kernel", "kernel-core"),
     reboot_packages=("glibc", "systemd", "linux-firmware", "dbus"),
 )
-SUSE = OsProfile(family="suse", backends=("zypper",), kernel_packages=("kernel-default",))
+SUSE = OsProfile(
+    family="suse", backends=("zypper", "flatpak", "snap"), kernel_packages=("kernel-default",)
+)
 ARCH = OsProfile(
     family="arch",
-    backends=("pacman",),
+    backends=("pacman", "flatpak", "snap"),
     # Exact package names: Arch's kernels are named whole ("linux-api-headers" is no kernel).
     kernel_packages=(
         "linux",

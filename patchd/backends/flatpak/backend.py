@@ -68,13 +68,14 @@ class FlatpakBackend(Backend):
     # -- probe and read --------------------------------------------------------------
 
     def _probe(self) -> Probe:
+        # The cheap check first: most roots patchd manages have no flatpak installation.
+        installation = self.context.target.path(SYSTEM_DIR)
+        if not self.context.target.is_host and not installation.is_dir():
+            return Probe(ProbeStatus.ABSENT, f"no system flatpak installation at {installation}")
         try:
             result = process.run(["flatpak", "--version"], timeout_s=PROBE_TIMEOUT_S)
         except ToolNotFoundError:
             return Probe(ProbeStatus.ABSENT, "flatpak is not installed")
-        installation = self.context.target.path(SYSTEM_DIR)
-        if not self.context.target.is_host and not installation.is_dir():
-            return Probe(ProbeStatus.ABSENT, f"no system flatpak installation at {installation}")
         match = _VERSION.search(result.stdout)
         if match is None:
             line = result.stdout.strip().splitlines()[:1]

@@ -70,6 +70,7 @@ def _update_row(u: Update) -> list[str]:
     cves = ",".join(u.cves[:3]) + (f" +{len(u.cves) - 3}" if len(u.cves) > 3 else "")
     return [
         u.name,
+        u.backend,
         u.installed_version,
         u.available_version,
         u.classification.value,
@@ -94,7 +95,17 @@ def render_updates(updates: Sequence[Update], style: Style) -> str:
     security = sum(u.classification is Classification.SECURITY for u in updates)
     head = style(f"Updates: {len(updates)} ({security} security)", "bold")
     body = table(
-        ["PACKAGE", "INSTALLED", "AVAILABLE", "CLASS", "SEVERITY", "SOURCE", "STATE", "CVES"],
+        [
+            "PACKAGE",
+            "BACKEND",
+            "INSTALLED",
+            "AVAILABLE",
+            "CLASS",
+            "SEVERITY",
+            "SOURCE",
+            "STATE",
+            "CVES",
+        ],
         [_update_row(u) for u in updates],
         style,
         row_styles=[_update_style(u) for u in updates],

@@ -95,3 +95,14 @@ def test_scan_inventory_describes_the_root(patchd: Patchd, apt_root: AptRoot) ->
     packages = {p["name"]: p["version"] for p in inventory["packages"]}
     assert packages == apt_root.versions()
     assert inventory["end_of_life"]["product"] == "debian"
+
+
+def test_the_human_scan_names_each_updates_backend(patchd: Patchd) -> None:
+    result = patchd("scan")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.lstrip().startswith("PACKAGE"))
+    assert lines[header].split()[:2] == ["PACKAGE", "BACKEND"]
+    rows = [line.split() for line in lines[header + 1 : header + 1 + len(EXPECTED)]]
+    assert {row[0] for row in rows} == set(EXPECTED)
+    assert {row[1] for row in rows} == {"apt"}

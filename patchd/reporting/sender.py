@@ -84,7 +84,7 @@ class FlushResult:
     dropped: int
     remaining: int
     unauthorized: bool
-    error: str | None  # why the flush stopped early, if it did
+    error: str | None  # why the flush stopped early, else why the last report was dropped
     retry_in_s: float | None  # when the backoff allows the next attempt, if one is needed
 
     @property
@@ -133,6 +133,7 @@ class OutboxLock:
 class _Tally:
     delivered: int = 0
     dropped: int = 0
+    last_drop: str | None = None
 
 
 class Flusher:
@@ -171,7 +172,7 @@ class Flusher:
                 tally.delivered += 1
             elif judgement.verdict is Verdict.DROPPED:
                 assert judgement.reason is not None
-                self._drop(report.seq, judgement.reason, answer)
+                tally.last_drop = self._drop(report.seq, judgement.reason, answer)
                 tally.dropped += 1
             else:
                 error = f"{self.client.shown}{REPORTS_PATH}: report {report.seq}: {answer.phrase}"
@@ -180,14 +181,17 @@ class Flusher:
                 return self._stopped(
                     tally, report.seq, error, retry_after_s=retry_after, unauthorized=unauthorized
                 )
-        return FlushResult(tally.delivered, tally.dropped, self.outbox.queued(), False, None, None)
+        return FlushResult(
+            tally.delivered, tally.dropped, self.outbox.queued(), False, tally.last_drop, None
+        )
 
-    def _drop(self, seq: int, reason: DropReason, answer: Answer) -> None:
+    def _drop(self, seq: int, reason: DropReason, answer: Answer) -> str:
         error = (
             f"{self.client.shown}{REPORTS_PATH}: report {seq} dropped ({reason}): {answer.phrase}"
         )
         log.warning("%s", error)
         self.outbox.drop(seq, reason, error, self.clock())
+        return error
 
     def _stopped(
         self,

@@ -16,6 +16,7 @@ import base64
 import json
 import secrets
 import socket
+import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,8 +77,16 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 class FakeCollector:
     """The collector, serving in a thread until :meth:`stop` (or the ``with`` block ends)."""
 
-    def __init__(self, *, port: int = 0, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.max_body_bytes = max_body_bytes
+        self.tls = tls
+        self.connections = 0  # TCP connections accepted: the agent should reuse one
         self.tokens: dict[str, int] = {}  # token → uses left
         self.endpoints: dict[str, Endpoint] = {}
         self.faults: list[Fault] = []
@@ -96,6 +105,9 @@ class FakeCollector:
         """Listen (again) on the same port."""
         self.stopping.clear()
         server = _Server(("127.0.0.1", self._port), _handler_for(self))
+        server.collector = self
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -127,7 +139,8 @@ class FakeCollector:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
 
     # -- scripting -----------------------------------------------------------------------
 
@@ -227,9 +240,12 @@ class FakeCollector:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    collector: FakeCollector
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
+        with self.collector.lock:
+            self.collector.connections += 1
         # Without this, a reused connection waits on Nagle + delayed ACK for each answer.
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection, address

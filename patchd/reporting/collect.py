@@ -9,11 +9,12 @@ docs/reporting.md.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from patchd.discovery.inventory import Inventory
+from patchd.models import Update
 from patchd.policy.evaluate import Decision, Plan, UpdateDecision
 from patchd.policy.gate import PolicyGate
 from patchd.runs.journal import unfinished_runs
@@ -62,17 +63,21 @@ def reboot_section(inventory: Inventory) -> dict[str, Any]:
 # -- updates and compliance --------------------------------------------------------------
 
 
-def _deadline(plan: Plan, decision: UpdateDecision) -> datetime | None:
-    if plan.policy is None or decision.first_seen is None:
+FirstSeen = Mapping[str, datetime]  # update id → first sighting, from the scan
+
+
+def _deadline(plan: Plan, update: Update, first_seen: datetime | None) -> datetime | None:
+    if plan.policy is None or first_seen is None:
         return None
-    allowed = plan.policy.policy.deadlines.for_severity(decision.update.severity)
-    return decision.first_seen + allowed if allowed is not None else None
+    allowed = plan.policy.policy.deadlines.for_severity(update.severity)
+    return first_seen + allowed if allowed is not None else None
 
 
-def update_item(plan: Plan, decision: UpdateDecision) -> dict[str, Any]:
+def update_item(plan: Plan, decision: UpdateDecision, first_seen: FirstSeen) -> dict[str, Any]:
     """One update with the policy's decision, its reason, and its deadline."""
     u = decision.update
-    deadline = _deadline(plan, decision)
+    seen = decision.first_seen or first_seen.get(u.id)
+    deadline = _deadline(plan, u, seen)
     return {
         "id": u.id,
         "backend": u.backend,
@@ -84,7 +89,7 @@ def update_item(plan: Plan, decision: UpdateDecision) -> dict[str, Any]:
         "severity": u.severity.value,
         "cves": list(u.cves[:MAX_CVES]),
         "state": u.state.value,
-        "first_seen": format_time(decision.first_seen) if decision.first_seen else None,
+        "first_seen": format_time(seen) if seen else None,
         "deadline": format_time(deadline) if deadline else None,
         "overdue": deadline is not None and plan.at >= deadline,
         "decision": decision.decision.value,
@@ -110,19 +115,25 @@ def still_pending(store: StateStore, plan: Plan) -> list[UpdateDecision]:
     ]
 
 
-def updates_section(plan: Plan, decisions: Sequence[UpdateDecision]) -> dict[str, Any]:
-    return capped([update_item(plan, d) for d in decisions], MAX_UPDATES)
+def updates_section(
+    plan: Plan, decisions: Sequence[UpdateDecision], first_seen: FirstSeen
+) -> dict[str, Any]:
+    return capped([update_item(plan, d, first_seen) for d in decisions], MAX_UPDATES)
 
 
 def compliance_section(
-    plan: Plan, decisions: Sequence[UpdateDecision], store: StateStore, since: datetime | None
+    plan: Plan,
+    decisions: Sequence[UpdateDecision],
+    first_seen: FirstSeen,
+    store: StateStore,
+    since: datetime | None,
 ) -> dict[str, Any]:
     """Counts a dashboard needs without reading every item: pending, overdue, failed, installed.
 
     ``since`` is when the previous report was made: ``installed`` and ``failed`` count
     what happened after it (everything recorded, for the first report).
     """
-    items = [update_item(plan, d) for d in decisions if d.decision not in NOT_PENDING]
+    items = [update_item(plan, d, first_seen) for d in decisions if d.decision not in NOT_PENDING]
     stamp = format_time(since) if since else ""
     (installed,) = store.query(
         "SELECT COUNT(*) FROM update_sightings WHERE installed_at IS NOT NULL AND installed_at > ?",

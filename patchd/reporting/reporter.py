@@ -88,12 +88,14 @@ class Reporter:
         inventory = scan_report.inventory
         return {
             "inventory": collect.inventory_section(inventory),
-            "updates": collect.updates_section(plan, pending),
+            "updates": collect.updates_section(plan, pending, scan_report.first_seen),
             "runs": collect.runs_section(store),
             "policy": collect.policy_section(self.session.policy_gate, plan),
             "reboot": collect.reboot_section(inventory),
             "journal": collect.journal_section(store),
-            "compliance": collect.compliance_section(plan, pending, store, since),
+            "compliance": collect.compliance_section(
+                plan, pending, scan_report.first_seen, store, since
+            ),
         }
 
     def preview(self, scan_report: ScanReport, plan: Plan) -> dict[str, Any]:

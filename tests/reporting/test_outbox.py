@@ -248,3 +248,16 @@ def _seconds(n: float) -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=n)
+
+
+def test_a_body_over_the_collectors_limit_is_dropped_as_too_large(enrolled: Enrolled) -> None:
+    enrolled.collector.max_body_bytes = 8192  # the collector stops reading beyond this
+    harness = Harness(enrolled)
+    harness.queue(padding=20_000)
+    harness.queue()
+    result = harness.flush()
+    assert (result.delivered, result.dropped, result.remaining) == (1, 1, 0)
+    assert harness.outbox.status().dropped == {"too-large": 1}
+    assert harness.stored() == [2]
+    assert harness.payload(2)["outbox"]["dropped"] == 0  # made before the drop; the next one says
+    harness.client.close()

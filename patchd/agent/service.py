@@ -38,7 +38,7 @@ from patchd.policy.evaluate import Decision
 from patchd.policy.planner import plan_for
 from patchd.policy.reload import PolicyReloader
 from patchd.policy.watch import PolicyFileWatcher
-from patchd.reporting.agent import REPORT, queue_after_cycle, report_task
+from patchd.reporting.agent import REPORT, ensure_identity, queue_after_cycle, report_task
 from patchd.runs.apply import apply_updates
 from patchd.runs.patchrun import recover_unfinished
 from patchd.scan import scan
@@ -204,6 +204,7 @@ class Agent:
     def _start_task(self, session: Session) -> float:
         """At start: the configured trust root, the policy, then runs a crash left unfinished."""
         PolicyReloader(session.policy_gate, self.config.policy).install_trust_root()
+        ensure_identity(session)  # the endpoint's reporting key, made on first start
         self._reload_task(session, file=True, fetch=True)
         active = session.policy_gate.active()
         for run in recover_unfinished(session, active.loaded if active else None):

@@ -40,6 +40,16 @@ def reporting_interval(session: Session) -> timedelta:
     return active.loaded.policy.reporting.interval if active else DEFAULT_INTERVAL
 
 
+def ensure_identity(session: Session) -> None:
+    """Make the endpoint key at the agent's start if there is none. Never raises."""
+    from patchd.reporting.identity import ensure_endpoint_key
+
+    try:
+        ensure_endpoint_key(session.state_dir)
+    except PatchdError as e:
+        log.error("reporting: %s", e)
+
+
 def queue_after_cycle(session: Session, scan_report: ScanReport, plan: Plan) -> None:
     """Queue a report of the cycle just done, if enrolled. Never raises: the cycle stays good."""
     from patchd.reporting.reporter import Reporter

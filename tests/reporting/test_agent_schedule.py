@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from patchd.config import AgentConfig
-from patchd.reporting.agent import _send, reporting_interval
+from patchd.reporting.agent import LOCK_BUSY_WAIT_S, _send, reporting_interval
 from patchd.reporting.envelope import sign_report
 from patchd.reporting.reporter import Reporter
+from patchd.reporting.sender import OutboxLock
 from patchd.session import Session
 from patchd.target import Target
 from tests.reporting.conftest import Clock, Enrolled
@@ -74,3 +75,17 @@ def test_a_stop_leaves_reports_queued(reporter: tuple[Reporter, Clock], enrolled
     assert _send(rep, lambda: True, HOUR) == 1.0
     assert rep.outbox.queued() == 2
     assert enrolled.collector.answers == []
+
+
+def test_another_sender_holding_the_lock_defers_the_send(
+    reporter: tuple[Reporter, Clock], enrolled: Enrolled
+) -> None:
+    rep, clock = reporter
+    _queue(rep, enrolled, clock)
+    with OutboxLock(enrolled.state_dir) as lock:
+        assert lock.acquire()
+        assert _send(rep, lambda: False, HOUR) == LOCK_BUSY_WAIT_S
+    assert enrolled.collector.answers == []
+    assert rep.outbox.queued() == 1
+    assert _send(rep, lambda: False, HOUR) == 3600.0
+    assert enrolled.collector.only_endpoint().seqs == [1]

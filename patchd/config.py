@@ -89,6 +89,20 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class ReportingSettings:
+    """How reports reach the collector this endpoint enrolled with (``reporting:``).
+
+    The collector's URL and this endpoint's id come from ``patchd enroll`` and live in
+    the local state, not here. TLS is always verified: ``ca_file`` adds a private CA.
+    """
+
+    ca_file: Path | None = None  # PEM bundle used instead of the system's CAs
+    timeout_s: float = 30.0  # connecting, and waiting for each answer
+    max_queued_reports: int = 1000  # the outbox's bound; the oldest are dropped (and counted)
+    max_queued_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent reads from its configuration file."""
 
@@ -101,6 +115,7 @@ class AgentConfig:
     pacman: PacmanSettings = field(default_factory=PacmanSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
+    reporting: ReportingSettings = field(default_factory=ReportingSettings)
     source: Path | None = None  # the file it came from, if any
 
     def backend_settings(self, name: str) -> Mapping[str, Any]:
@@ -269,7 +284,18 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
     top = reader.mapping(
         loaded.data,
         (),
-        {"tags", "backends", "state_dir", "log", "apt", "apk", "pacman", "policy", "agent"},
+        {
+            "tags",
+            "backends",
+            "state_dir",
+            "log",
+            "apt",
+            "apk",
+            "pacman",
+            "policy",
+            "agent",
+            "reporting",
+        },
     )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
@@ -294,6 +320,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         pacman=_pacman_settings(reader, top.get("pacman")),
         policy=_policy_settings(reader, top.get("policy")),
         agent=_agent_settings(reader, top.get("agent")),
+        reporting=_reporting_settings(reader, top.get("reporting")),
         source=path,
     )
 
@@ -333,6 +360,33 @@ def _agent_settings(reader: _Reader, value: Any) -> AgentSettings:
     if not isinstance(refresh, bool):
         raise reader.fail(("agent", "refresh"), "must be true or false")
     return AgentSettings(scan_interval=interval, refresh=refresh)
+
+
+def _reporting_settings(reader: _Reader, value: Any) -> ReportingSettings:
+    known = {"ca_file", "timeout", "max_queued_reports", "max_queued_bytes"}
+    section = reader.mapping(value, ("reporting",), known)
+    defaults = ReportingSettings()
+
+    def count(name: str, low: int, high: int, default: int) -> int:
+        found = section.get(name, default)
+        if isinstance(found, bool) or not isinstance(found, int) or not low <= found <= high:
+            raise reader.fail(("reporting", name), f"must be a whole number from {low} to {high}")
+        return found
+
+    ca_file = None
+    if "ca_file" in section:
+        ca_file = reader.absolute_path(section["ca_file"], ("reporting", "ca_file"))
+    timeout = defaults.timeout_s
+    if "timeout" in section:
+        timeout = reader.seconds(section["timeout"], ("reporting", "timeout"), 1, 600)
+    return ReportingSettings(
+        ca_file=ca_file,
+        timeout_s=timeout,
+        max_queued_reports=count("max_queued_reports", 1, 100_000, defaults.max_queued_reports),
+        max_queued_bytes=count(
+            "max_queued_bytes", 1024 * 1024, 1024 * 1024 * 1024, defaults.max_queued_bytes
+        ),
+    )
 
 
 def _policy_settings(reader: _Reader, value: Any) -> PolicySettings:

@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     FAILURE = 1
     USAGE = 2
     TEMPORARY = 75  # EX_TEMPFAIL: a package-manager lock is held, a timeout; try again later
+    NOPERM = 77  # EX_NOPERM: a collector refused this endpoint's enrolment token or identity
     CONFIG = 78  # EX_CONFIG: bad configuration or policy
 
 
@@ -29,6 +30,7 @@ exit status:
   2   usage error (bad command line)
   75  temporary failure: the package manager's lock is held or a step timed out;
       nothing was changed that the run did not record, try again later
+  77  a collector refused this endpoint's enrolment token or identity
   78  bad configuration or policy; the last known good state stays in force"""
 
 
@@ -186,6 +188,16 @@ class PolicyError(PatchdError):
     """A policy is invalid, or this endpoint refused it (the last known good stays in force)."""
 
     exit_code = ExitCode.CONFIG
+
+
+class ReportingError(PatchdError):
+    """Enrolling with a collector, or sending it this endpoint's reports, failed."""
+
+
+class EnrolmentRefused(ReportingError):
+    """The collector refused the enrolment token or this endpoint's identity (401, 403)."""
+
+    exit_code = ExitCode.NOPERM
 
 
 class StateError(PatchdError):

@@ -39,6 +39,7 @@ from patchd.policy.loader import LoadedPolicy
 from patchd.policy.planner import plan_for
 from patchd.policy.reload import PolicyReloader
 from patchd.policy.watch import PolicyFileWatcher
+from patchd.reporting.agent import REPORT, ensure_identity, queue_after_cycle, report_task
 from patchd.runs.apply import apply_updates
 from patchd.runs.patchrun import reboot_if_pending, recover_unfinished
 from patchd.scan import scan
@@ -102,7 +103,9 @@ class Agent:
             self.notifier.ready(self._summary())
             self.watchdog.start()
             if once:
-                return 0 if self._cycle() else 1
+                ok = self._cycle()
+                self._report()
+                return 0 if ok else 1
             self.events.post(CYCLE)
             return self._serve()
         finally:
@@ -120,6 +123,8 @@ class Agent:
                 break
             if event == CYCLE:
                 self._cycle()
+            elif event == REPORT:
+                self._report()
             elif event == POLICY_FILE:
                 self._task(
                     lambda session: self._reload_task(session, file=True, fetch=False), "reload"
@@ -200,6 +205,7 @@ class Agent:
     def _start_task(self, session: Session) -> float:
         """At start: the configured trust root, the policy, then runs a crash left unfinished."""
         PolicyReloader(session.policy_gate, self.config.policy).install_trust_root()
+        ensure_identity(session)  # the endpoint's reporting key, made on first start
         self._reload_task(session, file=True, fetch=True)
         active = session.policy_gate.active()
         for run in recover_unfinished(session, active.loaded if active else None):
@@ -231,6 +237,7 @@ class Agent:
                     limits=plan.window_limits(),
                 )
                 log.info("run %s: %s", run.id, run.status)
+            queue_after_cycle(session, report, plan)
             reboot_at = self._pending_reboot(session, plan.policy)
         except PatchdError as e:
             log.error("cycle failed: %s", e)
@@ -261,6 +268,7 @@ class Agent:
     def _cycle(self) -> bool:
         """One cycle; schedule the next. True when all went well."""
         due_in = self._task(self._cycle_task, "cycle")
+        self.events.after(REPORT, 0)  # send the cycle's report (and any left from before)
         if due_in is None:
             self.events.after(CYCLE, RETRY_AFTER_FAILURE.total_seconds())
             return False
@@ -268,6 +276,16 @@ class Agent:
         wait = self.config.agent.scan_interval.total_seconds() * spread
         self.events.after(CYCLE, min(wait, due_in))
         return True
+
+    def _report(self) -> None:
+        """Send queued reports, making one if the policy's interval passed; set the timer."""
+        due_in = self._task(lambda session: report_task(session, self.stopping.is_set), "report")
+        if due_in is None:
+            due_in = RETRY_AFTER_FAILURE.total_seconds()
+        if math.isinf(due_in):
+            self.events.cancel(REPORT)  # not enrolled: the next cycle tries again
+        else:
+            self.events.after(REPORT, due_in)
 
     def _task(self, work: Task, name: str) -> float | None:
         """Run ``work`` with a session of its own — in a forked worker where possible."""

@@ -29,6 +29,10 @@ COMMANDS: dict[str, str] = {
     "policy verify": "patchd.cli.commands.policy:verify",
     "policy check": "patchd.cli.commands.policy:check",
     "policy activate": "patchd.cli.commands.policy:activate",
+    "enroll": "patchd.cli.commands.enroll:run",
+    "report send": "patchd.cli.commands.report:send",
+    "report show": "patchd.cli.commands.report:show",
+    "report status": "patchd.cli.commands.report:status",
     **COLLECTOR_COMMANDS,
 }
 
@@ -182,6 +186,26 @@ def _policy_commands(commands: _SubParsers) -> None:
     )
 
 
+def _reporting_commands(commands: _SubParsers) -> None:
+    enroll = _subcommand(
+        commands, "enroll", "register this endpoint's key with a collector, using an admin's token"
+    )
+    enroll.add_argument(
+        "--collector", required=True, metavar="URL", help="the collector's base URL (https://...)"
+    )
+    enroll.add_argument(
+        "--token", required=True, metavar="TOKEN", help="an enrolment token from an administrator"
+    )
+    _json_option(enroll)
+    report = _group(commands, "report", "signed status reports to the collector")
+    send = _subcommand(report, "send", "make a report now, queue it, and send everything queued")
+    _json_option(send)
+    show = _subcommand(report, "show", "the report this endpoint would send now (unsigned)")
+    _json_option(show)
+    rstatus = _subcommand(report, "status", "the outbox: queued reports, last delivery, last error")
+    _json_option(rstatus)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchd`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -262,5 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     _trust_commands(commands)
     _policy_commands(commands)
+    _reporting_commands(commands)
     add_collector_commands(commands, _subcommand, _json_option)
     return parser

@@ -28,6 +28,7 @@ from patchd.signing.keys import (
 
 POLICY_PAYLOAD_TYPE = "application/vnd.patchd.policy+yaml"
 TRUST_ROOT_PAYLOAD_TYPE = "application/vnd.patchd.trust-root+json"
+REPORT_PAYLOAD_TYPE = "application/vnd.patchd.report+json"
 MAX_ENVELOPE_BYTES = 1024 * 1024
 MAX_SIGNED_FILE_BYTES = 1024 * 1024  # a detached-signed file (a policy)
 MAX_SIGNATURES = 256  # per envelope: a rotation carries old and new keys' signatures

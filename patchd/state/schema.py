@@ -127,4 +127,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (policy_sha256, update_id)
     );
     """,
+    # 4: enrolment with a collector, and the outbox of signed reports (patchd.reporting)
+    """
+    CREATE TABLE reporting_enrolment (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        collector_url TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        enrolled_at TEXT NOT NULL
+    );
+    CREATE TABLE report_outbox (
+        seq INTEGER PRIMARY KEY,
+        endpoint_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE report_outbox_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        next_seq INTEGER NOT NULL DEFAULT 1,
+        last_report_at TEXT,
+        failures INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_delivery_at TEXT,
+        last_delivered_seq INTEGER,
+        last_error TEXT,
+        last_error_at TEXT
+    );
+    INSERT INTO report_outbox_state (id) VALUES (1);
+    CREATE TABLE report_drops (
+        reason TEXT PRIMARY KEY,
+        count INTEGER NOT NULL
+    );
+    """,
 )

@@ -16,9 +16,11 @@ from patchd.errors import (
     CommandError,
     CommandTimeout,
     ConfigError,
+    EnrolmentRefused,
     ExitCode,
     LockHeldError,
     PatchdError,
+    ReportingError,
     StateError,
     TemporaryFailure,
     ToolNotFoundError,
@@ -42,6 +44,8 @@ EXIT_CODES: dict[str, tuple[Callable[[], PatchdError], int]] = {
     "backend-unavailable": (lambda: BackendUnavailable("x"), 1),
     "state": (lambda: StateError("x"), 1),
     "unknown-run": (lambda: UnknownRunError("r1"), 1),
+    "reporting": (lambda: ReportingError("x"), 1),
+    "enrolment-refused": (lambda: EnrolmentRefused("x"), 77),
 }
 
 
@@ -59,6 +63,7 @@ def test_exit_codes_follow_sysexits() -> None:
         ("FAILURE", 1),
         ("USAGE", 2),
         ("TEMPORARY", 75),
+        ("NOPERM", 77),
         ("CONFIG", 78),
     ]
     for code in ExitCode:

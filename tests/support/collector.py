@@ -105,13 +105,14 @@ def running_collector(
     extra: tuple[str, ...] = (),
     scheme: str = "http",
     ca: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Collector]:
     work.mkdir(parents=True, exist_ok=True)
     token_file = work / "admin.token"
     if not token_file.exists():
         token_file.write_text(secrets.token_hex(24) + "\n")
         token_file.chmod(0o600)
-    port = free_port()
+    port = port or free_port()
     log = work / f"collector-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -5,6 +5,9 @@
 2. Build an isolated Debian root from local repositories (one of them labelled as a
    security archive, served over HTTP on 127.0.0.1), then scan it, apply its security
    update, look at the run, and roll it back.
+3. Sign the example policy with two throwaway administrator keys and enforce it.
+4. Start a collector on SQLite, enrol the root's agent, publish the signed policy, run
+   one agent cycle that reports, and print the fleet's compliance and the dashboard.
 
 Everything it writes stays under ``demo-output/``.
 """
@@ -14,13 +17,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -139,7 +148,8 @@ def patch_an_isolated_root(config: Path) -> None:
         )
         patchd(*common, "scan")
 
-        sign_and_plan(common, work)
+        admins = sign_and_plan(common, work)
+        collect(common, work, admins)
 
 
 def journal(state_dir: Path, run_id: str) -> list[str]:
@@ -152,7 +162,7 @@ def journal(state_dir: Path, run_id: str) -> list[str]:
         db.close()
 
 
-def sign_and_plan(common: list[str], work: Path) -> None:
+def sign_and_plan(common: list[str], work: Path) -> Path:
     """Part 3: two admins, a trust root needing both, the example policy signed and enforced."""
     banner("3. A signed policy: two administrator keys, a trust root that needs both")
     admins = work / "admins"
@@ -185,6 +195,80 @@ def sign_and_plan(common: list[str], work: Path) -> None:
 
     banner("3c. The plan: every update, the policy's decision, and why")
     patchd(*common, "plan")
+    return admins
+
+
+def collect(common: list[str], work: Path, admins: Path) -> None:
+    """Part 4: a collector on SQLite, the agent enrolled, a cycle reported, the compliance."""
+    banner("4. A collector: enrol this endpoint, report, and see the fleet's compliance")
+    directory = work / "collector"
+    directory.mkdir()
+    token_file = directory / "admin.token"
+    token_file.write_text(secrets.token_hex(24) + "\n")
+    token_file.chmod(0o600)
+    admin = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+    db = directory / "collector.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    serve = ["collector", "serve", "--db", str(db), "--listen", f"127.0.0.1:{port}",
+             "--admin-token-file", str(token_file)]  # fmt: skip
+    print(f"$ patchd {' '.join(serve)} &")
+    with (directory / "collector.log").open("wb") as log:
+        server = subprocess.Popen([*PATCHD, *serve], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for(url, server, directory)
+            token = patchd("collector", "token", "create", "--db", str(db), "--note", "demo").stdout
+            patchd(*common, "enroll", "--collector", url, "--token", token.strip())
+            patchd("collector", "policy", "publish", "--db", str(db), str(admins / "policy.yaml"),
+                   "--trust", str(admins / "trust-root.json"))  # fmt: skip
+
+            banner(
+                "4a. One agent cycle: scan, plan, apply what is due, queue a signed report, send it"
+            )
+            patchd(*common, "agent", "--once", check=False)
+            patchd(*common, "report", "status")
+
+            banner("4b. The fleet's compliance, from the signed reports (GET /v1/compliance)")
+            _show_compliance(requests.get(f"{url}/v1/compliance", headers=admin, timeout=30).json())
+            export = directory / "fleet.json"
+            patchd("collector", "report", "--db", str(db), "--format", "json", "--out", str(export))
+            patchd("collector", "verify-export", str(export))
+            print(
+                textwrap.dedent(f"""\
+                dashboard (while the demo's collector runs): {url}/  admin token in {token_file}
+                The demo stops its collector now. To browse the dashboard afterwards:
+                  patchd collector serve --db {db} --listen 127.0.0.1:{port} --admin-token-file {token_file}
+                then open {url}/ and log in with the token from {token_file}.""")
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+def _wait_for(url: str, server: subprocess.Popen[bytes], directory: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{url}/healthz", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit(f"demo: the collector did not start; see {directory}/collector.log")
+        time.sleep(0.2)
+
+
+def _show_compliance(figures: dict[str, Any]) -> None:
+    e = figures["endpoints"]
+    rate = figures["compliance_rate"]
+    print(f"endpoints: {e['enrolled']} enrolled, {e['reporting']} reporting, {e['compliant']} compliant, "
+          f"{e['stale']} stale, {e['end_of_life']} end-of-life")  # fmt: skip
+    print(f"compliance rate: {'-' if rate is None else f'{rate * 100:.0f} %'}")
+    for what in ("pending", "overdue"):
+        counts = figures[f"{what}_by_severity"]
+        print(f"{what} by severity:", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def main() -> int:
@@ -210,9 +294,10 @@ def main() -> int:
         - {OUT}/host-scan.json: this machine's inventory and classified updates (patchd scan --json)
         - {OUT}/root-demo/state/state.db: runs, per-package results and full apt transcripts (SQLite)
         - {OUT}/root-demo/admins/: the throwaway keys, trust root and signed policy (policy.yaml.sig)
+        - {OUT}/root-demo/collector/: the collector's SQLite database, its log and a verified export
         - patchd --root {OUT}/root-demo/root --state-dir {OUT}/root-demo/state status
         - patchd --root {OUT}/root-demo/root --state-dir {OUT}/root-demo/state plan --json
-        - README.md for what patchd does next: the agent service, the collector
+        - README.md and docs/: the agent service, the collector, compliance definitions
         """)
     )
     return 0

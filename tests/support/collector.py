@@ -39,7 +39,11 @@ def free_port() -> int:
 
 
 def wait_until_up(
-    url: str, process: subprocess.Popen[bytes] | None, log: Path | None = None
+    url: str,
+    process: subprocess.Popen[bytes] | None,
+    log: Path | None = None,
+    *,
+    verify: bool | str = True,
 ) -> None:
     """Poll ``url``/healthz until it answers (bounded); fail with the server's log if it dies."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -48,7 +52,7 @@ def wait_until_up(
             shown = log.read_text() if log is not None else ""
             raise RuntimeError(f"the collector exited with {process.returncode}: {shown[-2000:]}")
         try:
-            if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if requests.get(f"{url}/healthz", timeout=2, verify=verify).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
@@ -90,8 +94,14 @@ def patchd_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 @contextmanager
 def running_collector(
-    work: Path, db: str, *, workers: int = 1, extra: tuple[str, ...] = ()
+    work: Path,
+    db: str,
+    *,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+    tls: tuple[Path, Path] | None = None,
 ) -> Iterator[Collector]:
+    """``patchd collector serve`` on loopback; with ``tls`` (certificate, key) it serves HTTPS."""
     work.mkdir(parents=True, exist_ok=True)
     token_file = work / "admin.token"
     if not token_file.exists():
@@ -99,17 +109,20 @@ def running_collector(
         token_file.chmod(0o600)
     port = free_port()
     log = work / f"collector-{port}.log"
+    if tls is not None:
+        extra = (*extra, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "patchd", "collector", "serve", "--db", db, "--listen", f"127.0.0.1:{port}",
              "--admin-token-file", str(token_file), "--workers", str(workers), *extra],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    scheme = "http" if tls is None else "https"
     collector = Collector(
-        f"http://127.0.0.1:{port}", db, token_file.read_text().strip(), process, log
+        f"{scheme}://127.0.0.1:{port}", db, token_file.read_text().strip(), process, log
     )
     try:
-        wait_until_up(collector.url, process, log)
+        wait_until_up(collector.url, process, log, verify=True if tls is None else str(tls[0]))
         yield collector
     finally:
         collector.stop()

@@ -29,6 +29,7 @@ class Point:
 class Tick:
     at: float  # the coordinate along its axis
     label: str
+    anchor: str = "middle"  # SVG text-anchor: the first and last labels stay inside the chart
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class LineChart:
 
 
 def compliance_chart(
-    history: Sequence[Mapping[str, Any]], width: int = 720, height: int = 220
+    history: Sequence[Mapping[str, Any]], width: int = 1100, height: int = 240
 ) -> LineChart:
     """Place each day of ``compliance.history`` by its date (gaps stay gaps) and its rate."""
     left, top, right, bottom = 48, 12, width - 16, height - 28
@@ -86,7 +87,15 @@ def compliance_chart(
         Tick(y_of(share), f"{round(share * 100)} %") for share in (0, 0.25, 0.5, 0.75, 1)
     )
     shown = {0, len(points) - 1, (len(points) - 1) // 2} if points else set()
-    x_ticks = tuple(Tick(points[i].x, points[i].day) for i in sorted(shown))
+    last = len(points) - 1
+    x_ticks = tuple(
+        Tick(
+            points[i].x,
+            points[i].day,
+            "start" if i == 0 and last else "end" if i == last and last else "middle",
+        )
+        for i in sorted(shown)
+    )
     return LineChart(width, height, left, top, right, bottom, points, y_ticks, x_ticks)
 
 
@@ -98,7 +107,7 @@ class Bar:
     count: int
 
 
-def stacked_bar(counts: Sequence[tuple[str, int]], width: int = 720) -> tuple[Bar, ...]:
+def stacked_bar(counts: Sequence[tuple[str, int]], width: int = 1000) -> tuple[Bar, ...]:
     """One bar split by ``counts`` (name, count), each part as wide as its share; empty parts left out."""
     total = sum(count for _, count in counts)
     if total <= 0:

@@ -32,6 +32,7 @@ DEFAULT_STALE_AFTER = timedelta(hours=3)  # three default reporting intervals
 DEFAULT_PERIOD = timedelta(days=30)
 EXPIRING_WITHIN = timedelta(days=14)
 MAX_HISTORY_DAYS = 400
+NONE = "(none)"  # the group of endpoints that report no segment or ring
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,6 @@ class Scope:
         if self.kind == "ring":
             return (row["ring"] or NONE) == self.name
         return self.name in (json.loads(row["segments"] or "[]") or [NONE])
-
-
-NONE = "(none)"  # the group of endpoints that report no segment or ring
 
 
 @dataclass(frozen=True)

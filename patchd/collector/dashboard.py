@@ -23,6 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 if TYPE_CHECKING:
     from patchd.collector.app import State
+    from patchd.collector.compliance import Options
 
 MAX_LOGIN_BYTES = 4096
 SESSION_HOURS = 12  # how long the browser keeps the session cookie
@@ -175,7 +176,7 @@ def _stylesheet() -> bytes:
 # -- pages -------------------------------------------------------------------------------------
 
 
-def _options(state: State) -> Any:
+def _options(state: State) -> Options:
     from patchd.collector.compliance import Options
 
     return Options(stale_after=state.settings.stale_after)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
 from patchd.collector.schema import (
     endpoint_daily,
@@ -32,6 +32,21 @@ DEFAULT_STALE_AFTER = timedelta(hours=3)  # three default reporting intervals
 DEFAULT_PERIOD = timedelta(days=30)
 EXPIRING_WITHIN = timedelta(days=14)
 MAX_HISTORY_DAYS = 400
+NONE = "(none)"  # the group of endpoints that report no segment or ring
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Part of the fleet: one segment or one ring (``(none)``: endpoints without any)."""
+
+    kind: str  # "segment" or "ring"
+    name: str
+
+    def contains(self, row: Mapping[str, Any]) -> bool:
+        """Whether the endpoint ``row`` (with its ``segments`` JSON and ``ring``) belongs to it."""
+        if self.kind == "ring":
+            return (row["ring"] or NONE) == self.name
+        return self.name in (json.loads(row["segments"] or "[]") or [NONE])
 
 
 @dataclass(frozen=True)
@@ -62,12 +77,19 @@ def endpoint_status(row: Mapping[str, Any], now: datetime, stale_after: timedelt
     return "compliant" if row["overdue"] == 0 else "overdue"
 
 
-def compliance(conn: Connection, now: datetime, options: Options = Options()) -> dict[str, Any]:
+def compliance(
+    conn: Connection, now: datetime, options: Options = Options(), *, scope: Scope | None = None
+) -> dict[str, Any]:
+    """The fleet's figures, or those of the endpoints in ``scope`` (the dashboard's drill-down)."""
     rows = [dict(r._mapping) for r in conn.execute(select(
         endpoints.c.id, endpoints.c.hostname, endpoints.c.last_report_at, endpoints.c.overdue,
         endpoints.c.segments, endpoints.c.ring, endpoints.c.eol_past, endpoints.c.flagged,
         endpoints.c.pending_public_key,
     ))]  # fmt: skip
+    only = None
+    if scope is not None:
+        rows = [r for r in rows if scope.contains(r)]
+        only = {r["id"] for r in rows}
     statuses = {r["id"]: endpoint_status(r, now, options.stale_after) for r in rows}
     reporting = [r for r in rows if statuses[r["id"]] in ("compliant", "overdue", "unknown")]
     compliant = [r for r in reporting if statuses[r["id"]] == "compliant"]
@@ -92,11 +114,11 @@ def compliance(conn: Connection, now: datetime, options: Options = Options()) ->
         },
         "compliance_rate": _rate(len(compliant), len(reporting)),
         **_pending(conn, {r["id"] for r in reporting}),
-        "time_to_patch": _time_to_patch(conn, since),
-        **_runs(conn, since),
-        "by_segment": _grouped(reporting, statuses, lambda r: json.loads(r["segments"] or "[]") or ["(none)"]),
-        "by_ring": _grouped(reporting, statuses, lambda r: [r["ring"] or "(none)"]),
-        "history": history(conn, now, options.history_days),
+        "time_to_patch": _time_to_patch(conn, since, only),
+        **_runs(conn, since, only),
+        "by_segment": _grouped(reporting, statuses, lambda r: json.loads(r["segments"] or "[]") or [NONE]),
+        "by_ring": _grouped(reporting, statuses, lambda r: [r["ring"] or NONE]),
+        "history": history(conn, now, options.history_days, only),
         "exceptions_expiring": exceptions_expiring(conn, now),
     }  # fmt: skip
 
@@ -119,13 +141,18 @@ def _pending(conn: Connection, reporting: set[str]) -> dict[str, Any]:
     }
 
 
-def _time_to_patch(conn: Connection, since: str) -> dict[str, Any]:
+def _time_to_patch(
+    conn: Connection, since: str, only: Collection[str] | None = None
+) -> dict[str, Any]:
     hours: dict[str, list[float]] = defaultdict(list)
     result = conn.execute(
-        select(endpoint_updates.c.severity, endpoint_updates.c.first_seen, endpoint_updates.c.installed_at)
+        select(endpoint_updates.c.endpoint_id, endpoint_updates.c.severity, endpoint_updates.c.first_seen,
+               endpoint_updates.c.installed_at)
         .where(endpoint_updates.c.installed_at >= since, endpoint_updates.c.first_seen.is_not(None))
     )  # fmt: skip
-    for severity, first_seen, installed_at in result:
+    for endpoint_id, severity, first_seen, installed_at in result:
+        if only is not None and endpoint_id not in only:
+            continue
         try:
             delta = parse_time(installed_at) - parse_time(first_seen)
         except ValueError:
@@ -148,13 +175,16 @@ def _summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-def _runs(conn: Connection, since: str) -> dict[str, Any]:
+def _runs(conn: Connection, since: str, only: Collection[str] | None = None) -> dict[str, Any]:
     result = conn.execute(
-        select(endpoint_runs.c.status, endpoint_runs.c.done, endpoint_runs.c.failed, endpoint_runs.c.notes)
+        select(endpoint_runs.c.endpoint_id, endpoint_runs.c.status, endpoint_runs.c.done, endpoint_runs.c.failed,
+               endpoint_runs.c.notes)
         .where(endpoint_runs.c.kind == "apply", endpoint_runs.c.dry_run.is_(False), endpoint_runs.c.finished_at >= since)
     )  # fmt: skip
     done = failed = runs = rolled_back = interrupted = reboots = 0
-    for status, run_done, run_failed, notes in result:
+    for endpoint_id, status, run_done, run_failed, notes in result:
+        if only is not None and endpoint_id not in only:
+            continue
         runs += 1
         done += run_done
         failed += run_failed
@@ -189,18 +219,22 @@ def _grouped(
     ]  # fmt: skip
 
 
-def history(conn: Connection, now: datetime, days: int) -> list[dict[str, Any]]:
-    """Per day: endpoints that reported that day, and how many of them were compliant."""
+def history(
+    conn: Connection, now: datetime, days: int, only: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Per day: endpoints that reported that day (of ``only``, if given), and how many were compliant."""
     days = max(1, min(days, MAX_HISTORY_DAYS))
     first = (now - timedelta(days=days - 1)).date().isoformat()
     result = conn.execute(
-        select(endpoint_daily.c.day, endpoint_daily.c.compliant).where(
-            endpoint_daily.c.day >= first
-        )
+        select(
+            endpoint_daily.c.endpoint_id, endpoint_daily.c.day, endpoint_daily.c.compliant
+        ).where(endpoint_daily.c.day >= first)
     )
     totals: Counter[str] = Counter()
     good: Counter[str] = Counter()
-    for day, is_compliant in result:
+    for endpoint_id, day, is_compliant in result:
+        if only is not None and endpoint_id not in only:
+            continue
         totals[day] += 1
         good[day] += bool(is_compliant)
     return [
@@ -237,14 +271,37 @@ def recent_flags(conn: Connection, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def failed_runs(
-    conn: Connection, now: datetime, options: Options = Options(), limit: int = 100
+    conn: Connection,
+    now: datetime,
+    options: Options = Options(),
+    limit: int = 100,
+    *,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
+    """Runs within the period that failed, partly failed, rolled back or were interrupted, newest first."""
     since = stamp(now - options.period)
-    result = conn.execute(
+    query = (
         select(endpoint_runs, endpoints.c.hostname)
         .join(endpoints, endpoints.c.id == endpoint_runs.c.endpoint_id)
         .where(and_(endpoint_runs.c.finished_at >= since,
                     endpoint_runs.c.status.in_(("failed", "partial", "rolled-back", "interrupted"))))
         .order_by(endpoint_runs.c.finished_at.desc()).limit(limit)
     )  # fmt: skip
-    return [dict(r._mapping) for r in result]
+    if scope is None:
+        return [dict(r._mapping) for r in conn.execute(query)]
+    query = query.add_columns(endpoints.c.segments, endpoints.c.ring).where(scope_condition(scope))
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    return [r for r in rows if scope.contains(r)]
+
+
+def scope_condition(scope: Scope) -> ColumnElement[bool]:
+    """A SQL filter selecting at least the endpoints in ``scope`` (callers check each row with ``contains``)."""
+    if scope.kind == "ring":
+        if scope.name == NONE:
+            return or_(endpoints.c.ring.is_(None), endpoints.c.ring == "")
+        return endpoints.c.ring == scope.name
+    if scope.name == NONE:
+        return endpoints.c.segments == "[]"
+    quoted = json.dumps(scope.name)
+    escaped = quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return endpoints.c.segments.like(f"%{escaped}%", escape="\\")

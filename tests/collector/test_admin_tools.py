@@ -261,8 +261,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_the_collector_serves_https(tmp_path: Path, tls_files: tuple[Path, Path]) -> None:
     cert, key = tls_files
-    with running_collector(tmp_path, str(tmp_path / "tls.db"), extra=("--tls-cert", str(cert), "--tls-key", str(key)),
-                           scheme="https", ca=cert) as collector:  # fmt: skip
+    with running_collector(tmp_path, str(tmp_path / "tls.db"), tls=(cert, key)) as collector:
         answer = requests.get(f"{collector.url}/healthz", verify=str(cert), timeout=30)
         assert answer.json()["status"] == "ok"
         with pytest.raises(requests.exceptions.SSLError):

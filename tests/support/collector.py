@@ -42,7 +42,8 @@ def wait_until_up(
     url: str,
     process: subprocess.Popen[bytes] | None,
     log: Path | None = None,
-    ca: Path | None = None,
+    *,
+    verify: bool | str = True,
 ) -> None:
     """Poll ``url``/healthz until it answers (bounded); fail with the server's log if it dies."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -51,12 +52,7 @@ def wait_until_up(
             shown = log.read_text() if log is not None else ""
             raise RuntimeError(f"the collector exited with {process.returncode}: {shown[-2000:]}")
         try:
-            if (
-                requests.get(
-                    f"{url}/healthz", timeout=2, verify=str(ca) if ca else True
-                ).status_code
-                == 200
-            ):
+            if requests.get(f"{url}/healthz", timeout=2, verify=verify).status_code == 200:
                 return
         except requests.ConnectionError:
             pass
@@ -103,10 +99,10 @@ def running_collector(
     *,
     workers: int = 1,
     extra: tuple[str, ...] = (),
-    scheme: str = "http",
-    ca: Path | None = None,
+    tls: tuple[Path, Path] | None = None,
     port: int | None = None,
 ) -> Iterator[Collector]:
+    """``patchd collector serve`` on loopback; with ``tls`` (certificate, key) it serves HTTPS."""
     work.mkdir(parents=True, exist_ok=True)
     token_file = work / "admin.token"
     if not token_file.exists():
@@ -114,17 +110,24 @@ def running_collector(
         token_file.chmod(0o600)
     port = port or free_port()
     log = work / f"collector-{port}.log"
+    if tls is not None:
+        extra = (*extra, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "patchd", "collector", "serve", "--db", db, "--listen", f"127.0.0.1:{port}",
              "--admin-token-file", str(token_file), "--workers", str(workers), *extra],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    scheme = "http" if tls is None else "https"
     collector = Collector(
-        f"{scheme}://127.0.0.1:{port}", db, token_file.read_text().strip(), process, log
+        f"{scheme}://127.0.0.1:{port}",
+        db,
+        token_file.read_text().strip(),
+        process,
+        log,
     )
     try:
-        wait_until_up(collector.url, process, log, ca)
+        wait_until_up(collector.url, process, log, verify=True if tls is None else str(tls[0]))
         yield collector
     finally:
         collector.stop()

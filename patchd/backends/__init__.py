@@ -18,12 +18,18 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
+    "dnf": "patchd.backends.dnf.backend:DnfBackend",
+    "yum": "patchd.backends.dnf.backend:YumBackend",
+    "zypper": "patchd.backends.zypper.backend:ZypperBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
 # the backend classes so the policy can compare versions without loading a backend.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
+    "dnf": "patchd.backends.rpm.versions:compare",
+    "yum": "patchd.backends.rpm.versions:compare",
+    "zypper": "patchd.backends.rpm.versions:compare",
 }
 
 

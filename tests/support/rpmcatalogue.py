@@ -115,3 +115,24 @@ def build_rpm_catalogue(work: Path) -> RpmCatalogue:
         rpms.update({(s.name, s.evr): p for s, p in zip(repo.packages, built, strict=True)})
         repos[repo.name] = publish_repo(repo, built, work / "repos")
     return RpmCatalogue(repos=repos, rpms=rpms)
+
+
+_BUILT: dict[str, RpmCatalogue] = {}
+RPM_TOOLS = ("rpm", "rpmbuild", "createrepo_c", "modifyrepo_c", "/bin/busybox")
+
+
+def shared_catalogue(work: Path) -> RpmCatalogue:
+    """The catalogue, built once per test session (under ``work`` the first time)."""
+    if "catalogue" not in _BUILT:
+        _BUILT["catalogue"] = build_rpm_catalogue(work)
+    return _BUILT["catalogue"]
+
+
+def base_specs() -> list[str]:
+    """``name-evr`` of every base package, as dnf takes them."""
+    return [f"{s.name}-{s.evr}" for s in BASE]
+
+
+def zypper_base_specs() -> list[str]:
+    """``name=evr`` of every base package, as zypper takes them."""
+    return [f"{s.name}={s.evr}" for s in BASE]

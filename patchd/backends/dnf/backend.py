@@ -30,6 +30,7 @@ from patchd.backends.dnf.environment import DNF, YUM, DnfEnvironment, Flavour
 from patchd.backends.dnf.listing import CheckUpdateEntry, parse_check_update, repos_without_cache
 from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids, yum_repodata_dirs
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine, facts_from_updateinfo
+from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
 from patchd.backends.rpm.rpmdb import RpmDatabase, find_db_dir
@@ -47,26 +48,10 @@ DOWNLOAD_TIMEOUT_S = 3600.0
 INSTALL_TIMEOUT_S = 7200.0  # a kernel upgrade on a slow disk
 DEFAULT_LOCK_WAIT_S = 300.0
 
-# rpm: "error: %prein(fragile-1.1-1.noarch) scriptlet failed, exit status 1"
-_SCRIPTLET_FAILED = re.compile(
-    r"^error: %(?P<which>\w+)\((?P<nevra>[^)\s]+)\) scriptlet failed, (?P<why>.+)$", re.MULTILINE
-)
-# rpm: "error: unpacking of archive failed on file /x: cpio: ..." follows "fragile-1.1-1.noarch"
-_INSTALL_FAILED = re.compile(r"^error: (?P<nevra>\S+): install failed$", re.MULTILINE)
 _NO_MATCH = re.compile(r"^No match for argument: (?P<spec>\S+)$", re.MULTILINE)
 _LOCKED_BY = re.compile(
     r"already locked by (\d+)|Existing lock \S+: another copy is running as pid (\d+)"
 )
-
-
-def nevra_name(nevra: str) -> str:
-    """``fragile-1.1-1.noarch`` → ``fragile`` (name, then version and release, dashed)."""
-    return nevra.rsplit("-", 2)[0]
-
-
-def rpm_filename(name: str, evr: str, arch: str) -> str:
-    """The file name rpm packages are published under (the epoch is never in it)."""
-    return f"{name}-{evr.partition(':')[2] or evr}.{arch}.rpm"
 
 
 class DnfBackend(Backend):
@@ -107,8 +92,9 @@ class DnfBackend(Backend):
         other = self._other_flavour_here(search_path)
         if other:
             return Probe(ProbeStatus.ABSENT, other)
-        # Reading the database is the health check, and the scan needs it anyway.
-        self._rpm_query = self.rpmdb.start_query()
+        problem = self.rpmdb.health_problem()
+        if problem:
+            return Probe(ProbeStatus.BROKEN, problem)
         version = module_version(self.flavour.program)
         return Probe(
             ProbeStatus.PRESENT,
@@ -121,10 +107,13 @@ class DnfBackend(Backend):
         return ""
 
     def _installed_packages(self) -> list[InstalledPackage]:
+        # A query started with the listing is still current: nothing was installed since.
         running, self._rpm_query = self._rpm_query, None
         return RpmDatabase.collect(running or self.rpmdb.start_query(), self.name)
 
     def _start_listing(self) -> None:
+        if self._rpm_query is None:  # read alongside: the scan needs the installed versions
+            self._rpm_query = self.rpmdb.start_query()
         if self._listing is None:
             self._listing = process.start(
                 self.env.argv("-C", "-q", "--setopt=skip_if_unavailable=True", "check-update"),
@@ -137,7 +126,7 @@ class DnfBackend(Backend):
         self._start_listing()
         assert self._listing is not None
         listing, self._listing = self._listing, None
-        installed = self._installed_packages()
+        installed = self._installed_packages()  # collects the query started with the listing
         warnings: list[str] = []
         # Read while check-update runs: the advisories of installed packages only.
         advisories = self._repo_advisories(frozenset(p.name for p in installed), warnings)
@@ -253,13 +242,7 @@ class DnfBackend(Backend):
         return sources
 
     def _failure_reasons(self, output: str) -> dict[str, str]:
-        reasons = {
-            nevra_name(m["nevra"]): f"%{m['which']} scriptlet failed, {m['why'].strip()}"
-            for m in _SCRIPTLET_FAILED.finditer(output)
-        }
-        for m in _INSTALL_FAILED.finditer(output):
-            reasons.setdefault(nevra_name(m["nevra"]), "rpm could not install it")
-        return reasons
+        return failure_reasons(output)
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ MAX_QUERY_BYTES = 64 * 1024 * 1024  # ~100 bytes a package: far beyond any real 
 DB_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")
 DB_FILES = ("rpmdb.sqlite", "Packages", "Packages.db")  # sqlite, bdb, ndb backends
 PSEUDO_PACKAGES = frozenset({"gpg-pubkey", "gpg-pubkey-release"})  # imported keys, not software
+PROBE_PACKAGE = "patchd-probe-no-such-package"  # looked up to check the database opens
 _QUERY_FORMAT = "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
 
 
@@ -79,6 +80,16 @@ class RpmDatabase:
         """An ``rpm`` command line that reads the target's database."""
         root = [] if self.target.is_host else ["--root", str(self.target.root)]
         return ["rpm", *root, "--dbpath", self.db_dir, *args]
+
+    def health_problem(self) -> str:
+        """Why the database cannot be read, or ``""``: one cheap indexed lookup."""
+        result = process.run(
+            self.query_argv("-q", PROBE_PACKAGE), timeout_s=QUERY_TIMEOUT_S, ok_codes=range(256)
+        )
+        if result.returncode == 0 or "is not installed" in result.output:
+            return ""
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        return f"rpm cannot read {self.db_dir} in {self.target}: {lines[-1] if lines else 'no reason given'}"
 
     def start_query(self) -> process.RunningCommand:
         """Start reading every installed package (collect with :meth:`collect`)."""

@@ -31,7 +31,7 @@ MAX_PACKAGES_PER_ADVISORY = 50_000
 MAX_REFERENCES_PER_ADVISORY = 5_000
 MAX_REPOMD_BYTES = 1024 * 1024
 DECOMPRESS_TIMEOUT_S = 300.0
-_TRUE = ("t", "T", "1", "y", "Y")  # libsolv: the first character decides
+_TRUE = ("t", "T", "1")  # libsolv: the first character decides
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,11 @@ def open_metadata(path: Path, limit: int = MAX_XML_BYTES) -> Iterator[_Capped]:
         yield _Capped(f, limit)
 
 
+def _true(text: str | None) -> bool:
+    """libsolv's reading of a flag: its first character is T, t or 1 (empty is false)."""
+    return (text or "").strip()[:1] in _TRUE
+
+
 def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
@@ -135,6 +140,8 @@ def _advisory(update: object, wanted: frozenset[str] | None) -> RepoAdvisory | N
     advisory_id = severity = ""
     cves: list[str] = []
     packages: list[AdvisoryPackage] = []
+    # A record-level flag (newer libsolv, createrepo_c) suggests a reboot for every package.
+    record_reboot = any(_local(c.tag) == "reboot_suggested" and _true(c.text) for c in update)
     for child in update.iter():
         tag = _local(child.tag)
         if tag == "id":
@@ -150,9 +157,8 @@ def _advisory(update: object, wanted: frozenset[str] | None) -> RepoAdvisory | N
                 continue
             if len(packages) >= MAX_PACKAGES_PER_ADVISORY:
                 raise UpdateinfoError(f"advisory {advisory_id} lists too many packages")
-            reboot = any(
-                _local(c.tag) == "reboot_suggested" and (c.text or "").strip()[:1] in _TRUE
-                for c in child
+            reboot = record_reboot or any(
+                _local(c.tag) == "reboot_suggested" and _true(c.text) for c in child
             )
             packages.append(
                 AdvisoryPackage(

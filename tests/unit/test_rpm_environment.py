@@ -150,3 +150,22 @@ def test_stale_and_own_pid_files_do_not_hold(tmp_path: Path) -> None:
     lock.write_text("garbage")
     assert pid_file_holder(lock) is None
     wait_for_rpm_locks([lock, tmp_path / "absent.pid"], [], 0)
+
+
+def test_a_tools_version_is_asked_once_per_installed_binary(tmp_path: Path) -> None:
+    from patchd.backends.rpm.toolversion import remembered_version
+
+    asked: list[str] = []
+
+    def ask() -> str:
+        asked.append("sh")
+        return "9.9"
+
+    cache = tmp_path / "version"
+    assert remembered_version("sh", cache, ask) == "9.9"
+    assert remembered_version("sh", cache, ask) == "9.9"
+    assert asked == ["sh"]
+    cache.write_text("/bin/sh:0:0\n1.0\n")  # another binary than the one installed now
+    assert remembered_version("sh", cache, ask) == "9.9"
+    assert asked == ["sh", "sh"]
+    assert remembered_version("no-such-program-here", tmp_path / "x", ask) is None

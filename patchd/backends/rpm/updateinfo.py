@@ -10,10 +10,7 @@ entities, so no entity-expansion bombs), streamed, and capped in size and counts
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import logging
-import lzma
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +72,10 @@ class _Capped:
 @contextmanager
 def open_metadata(path: Path, limit: int = MAX_XML_BYTES) -> Iterator[_Capped]:
     """``path`` decompressed by its suffix (.gz, .bz2, .xz, .zst), capped at ``limit`` bytes."""
+    import bz2  # the decompressors cost ~10 ms to import: only when a file is read
+    import gzip
+    import lzma
+
     suffix = path.suffix
     if suffix == ".zst":  # no zstd in Python 3.11's standard library: the zstd tool
         with process.stream_stdout(
@@ -215,6 +216,8 @@ def _updateinfo_href(repomd: Path) -> Path | None:
 
 def read_updateinfo(path: Path, wanted: frozenset[str] | None = None) -> list[RepoAdvisory]:
     """Advisories of one file; an unreadable one is logged and gives none."""
+    import lzma
+
     try:
         with open_metadata(path) as stream:
             return parse_updateinfo(stream, wanted)

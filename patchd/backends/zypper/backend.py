@@ -33,6 +33,7 @@ from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
 from patchd.backends.rpm.rpmdb import RpmDatabase, find_db_dir
+from patchd.backends.rpm.toolversion import remembered_version
 from patchd.backends.rpm.updateinfo import RepoAdvisory, read_updateinfo, updateinfo_location
 from patchd.backends.zypper.environment import ZypperEnvironment
 from patchd.backends.zypper.listing import (
@@ -95,11 +96,15 @@ class ZypperBackend(Backend):
         problem = self.rpmdb.health_problem()
         if problem:
             return Probe(ProbeStatus.BROKEN, problem)
-        # zypper is C++ and starts in ~20 ms: asking it is the health check.
+        version = remembered_version(
+            "zypper", self.context.work_dir / "zypper" / "version", self._ask_version
+        )
+        return Probe(ProbeStatus.PRESENT, f"zypper {version or '(version unknown)'}", version)
+
+    def _ask_version(self) -> str | None:
         result = process.run(["zypper", "--version"], env=self.env.env, timeout_s=PROBE_TIMEOUT_S)
         match = _VERSION.search(result.stdout)
-        version = match[1] if match else None
-        return Probe(ProbeStatus.PRESENT, f"zypper {version or '(version unknown)'}", version)
+        return match[1] if match else None
 
     def _installed_packages(self) -> list[InstalledPackage]:
         return self.rpmdb.installed(self.name)

@@ -134,3 +134,14 @@ def test_without_a_way_back_the_run_says_so_before_applying(
     rollback = result.json()["run"]["items"][0]["rollback"]
     assert rollback["available"] is False
     assert "1.0-1 is in no repository" in rollback["detail"]
+
+
+def test_rollback_also_undoes_a_run_that_failed_half_way(
+    patchd: Patchd, dnf_root: RpmRoot, rpm_catalogue: RpmCatalogue
+) -> None:
+    run = patchd("apply", "--yes", "--json", "fragile", "hello").json()["run"]
+    assert run["status"] == "partial"
+    result = patchd("rollback", "--json", str(run["id"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    versions = dnf_root.versions()
+    assert (versions["fragile"], versions["hello"]) == ("1.0-1", "1.0-1")

@@ -169,3 +169,20 @@ def test_a_tools_version_is_asked_once_per_installed_binary(tmp_path: Path) -> N
     assert remembered_version("sh", cache, ask) == "9.9"
     assert asked == ["sh", "sh"]
     assert remembered_version("no-such-program-here", tmp_path / "x", ask) is None
+
+
+def test_yum_is_absent_where_it_is_not_installed(tmp_path: Path) -> None:
+    import shutil
+
+    from patchd.backends.base import BackendContext, ProbeStatus
+    from patchd.backends.dnf.backend import YumBackend
+    from patchd.platforms import RHEL
+
+    if shutil.which("yum"):
+        pytest.skip("yum is installed here")
+    target = _root(tmp_path)
+    (target.root / "var/lib/rpm").mkdir(parents=True)
+    (target.root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"")
+    probe = YumBackend(BackendContext(target, RHEL, tmp_path / "work")).probe()
+    assert probe.status is ProbeStatus.ABSENT
+    assert "yum" in probe.detail

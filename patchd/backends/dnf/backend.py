@@ -33,7 +33,7 @@ from patchd.backends.rpm.advisories import AdvisoryIndex, combine, facts_from_up
 from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
-from patchd.backends.rpm.rpmdb import RpmDatabase, find_db_dir
+from patchd.backends.rpm.rpmdb import InstalledSnapshot, RpmDatabase, find_db_dir
 from patchd.backends.rpm.toolversion import module_version
 from patchd.backends.rpm.updateinfo import RepoAdvisory, read_updateinfo, updateinfo_location
 from patchd.errors import CommandError, LockHeldError
@@ -63,11 +63,14 @@ class DnfBackend(Backend):
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
         self._listing: process.RunningCommand | None = None
-        self._rpm_query: process.RunningCommand | None = None
 
     @cached_property
     def rpmdb(self) -> RpmDatabase:
         return RpmDatabase(self.context.target, find_db_dir(self.context.target) or "/var/lib/rpm")
+
+    @cached_property
+    def _installed(self) -> InstalledSnapshot:
+        return InstalledSnapshot(self.rpmdb, self.name)
 
     @cached_property
     def env(self) -> DnfEnvironment:
@@ -107,14 +110,11 @@ class DnfBackend(Backend):
         return ""
 
     def _installed_packages(self) -> list[InstalledPackage]:
-        # A query started with the listing is still current: nothing was installed since.
-        running, self._rpm_query = self._rpm_query, None
-        return RpmDatabase.collect(running or self.rpmdb.start_query(), self.name)
+        return self._installed.get()
 
     def _start_listing(self) -> None:
-        if self._rpm_query is None:  # read alongside: the scan needs the installed versions
-            self._rpm_query = self.rpmdb.start_query()
         if self._listing is None:
+            self._installed.start()  # read alongside: the scan needs the installed versions
             self._listing = process.start(
                 self.env.argv("-C", "-q", "--setopt=skip_if_unavailable=True", "check-update"),
                 env=self.env.env,
@@ -126,7 +126,7 @@ class DnfBackend(Backend):
         self._start_listing()
         assert self._listing is not None
         listing, self._listing = self._listing, None
-        installed = self._installed_packages()  # collects the query started with the listing
+        installed = self._installed_packages()
         warnings: list[str] = []
         # Read while check-update runs: the advisories of installed packages only.
         advisories = self._repo_advisories(frozenset(p.name for p in installed), warnings)
@@ -280,9 +280,7 @@ class DnfBackend(Backend):
             pass  # what was found is in keep_dir; the rest has no way back, and says so
 
     def _forget_prefetched(self) -> None:
-        if self._rpm_query is not None:
-            self._rpm_query.stop()
-            self._rpm_query = None
+        self._installed.forget()
 
     def _wait_for_locks(self) -> None:
         wait_for_rpm_locks(self.env.pid_lock_files(), [self.rpmdb.lock_file()], self._lock_wait_s)

@@ -111,3 +111,37 @@ class RpmDatabase:
     def lock_file(self) -> Path:
         """The file rpm locks (``fcntl``) during a transaction."""
         return self.target.path(self.db_dir) / ".rpm.lock"
+
+
+class InstalledSnapshot:
+    """The installed set, read once per scan and in the background.
+
+    A scan needs it twice (the inventory, then the updates' installed versions); the
+    query starts with the package manager's listing and runs alongside it. Anything
+    that changes packages must :meth:`forget` it first.
+    """
+
+    def __init__(self, rpmdb: RpmDatabase, backend: str) -> None:
+        self._rpmdb = rpmdb
+        self._backend = backend
+        self._running: process.RunningCommand | None = None
+        self._packages: list[InstalledPackage] | None = None
+
+    def start(self) -> None:
+        """Begin a fresh reading (a new scan)."""
+        self.forget()
+        self._running = self._rpmdb.start_query()
+
+    def get(self) -> list[InstalledPackage]:
+        if self._packages is None:
+            running, self._running = self._running, None
+            self._packages = RpmDatabase.collect(
+                running or self._rpmdb.start_query(), self._backend
+            )
+        return self._packages
+
+    def forget(self) -> None:
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
+        self._packages = None

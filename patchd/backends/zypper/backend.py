@@ -32,7 +32,7 @@ from patchd.backends.rpm.advisories import AdvisoryIndex, combine
 from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
-from patchd.backends.rpm.rpmdb import RpmDatabase, find_db_dir
+from patchd.backends.rpm.rpmdb import InstalledSnapshot, RpmDatabase, find_db_dir
 from patchd.backends.rpm.toolversion import remembered_version
 from patchd.backends.rpm.updateinfo import RepoAdvisory, read_updateinfo, updateinfo_location
 from patchd.backends.zypper.environment import ZypperEnvironment
@@ -75,6 +75,10 @@ class ZypperBackend(Backend):
         return RpmDatabase(self.context.target, find_db_dir(self.context.target) or "/var/lib/rpm")
 
     @cached_property
+    def _installed(self) -> InstalledSnapshot:
+        return InstalledSnapshot(self.rpmdb, self.name)
+
+    @cached_property
     def env(self) -> ZypperEnvironment:
         return ZypperEnvironment(self.context.target, self.rpmdb, self.context.work_dir / "zypper")
 
@@ -107,10 +111,11 @@ class ZypperBackend(Backend):
         return match[1] if match else None
 
     def _installed_packages(self) -> list[InstalledPackage]:
-        return self.rpmdb.installed(self.name)
+        return self._installed.get()
 
     def _start_listing(self) -> None:
         if self._listing is None:
+            self._installed.start()  # the inventory reads it while zypper lists
             self._listing = process.start(
                 self.env.argv("list-updates", "-t", "package", "-t", "patch", xml=True),
                 env=self.env.env,
@@ -133,6 +138,7 @@ class ZypperBackend(Backend):
         index = self._patch_index(listed.patches, frozenset(p.name for p in listed.packages))
         by_id = {p.facts.id: p for p in listed.patches}
         updates = tuple(self._update(p, index, by_id) for p in listed.packages)
+        self._installed.get()  # the reading started with the listing has ended too: collect it
         return ScanResult(updates=updates, warnings=tuple(warnings))
 
     def _update(
@@ -229,6 +235,7 @@ class ZypperBackend(Backend):
         *,
         downgrade: bool,
     ) -> process.CommandResult:
+        self._installed.forget()
         specs = [str(kept_files[c.key]) if c.key in kept_files else self._spec(c) for c in changes]
         options = ["--oldpackage"] if downgrade else []
         # A kept file is a package zypper downloaded (and verified) from a configured

@@ -186,3 +186,19 @@ def test_yum_is_absent_where_it_is_not_installed(tmp_path: Path) -> None:
     probe = YumBackend(BackendContext(target, RHEL, tmp_path / "work")).probe()
     assert probe.status is ProbeStatus.ABSENT
     assert "yum" in probe.detail
+
+
+@pytest.mark.parametrize("backend", ["dnf", "zypper"])
+def test_a_database_rpm_cannot_open_makes_the_backend_broken(tmp_path: Path, backend: str) -> None:
+    from patchd.backends import backend_class
+    from patchd.backends.base import BackendContext, ProbeStatus
+    from patchd.platforms import RHEL
+
+    require("rpm", backend)
+    target = _root(tmp_path)
+    (target.root / "etc/zypp").mkdir(parents=True)
+    (target.root / "var/lib/rpm").mkdir(parents=True)
+    (target.root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"this is not a database\n")
+    probe = backend_class(backend)(BackendContext(target, RHEL, tmp_path / "work")).probe()
+    assert probe.status is ProbeStatus.BROKEN
+    assert "rpm cannot read /var/lib/rpm" in probe.detail

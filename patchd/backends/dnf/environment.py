@@ -15,14 +15,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from patchd import process
 from patchd.backends.rpm.environment import rpm_home
 from patchd.backends.rpm.rpmdb import RpmDatabase
 from patchd.target import Target
 
-QUERY_TIMEOUT_S = 60.0
 MAX_OS_RELEASE_BYTES = 64 * 1024
-RELEASEVER_PROVIDE = "system-release(releasever)"
 
 
 @dataclass(frozen=True)
@@ -79,14 +76,7 @@ class DnfEnvironment:
         dnf reads it from the package providing ``system-release(releasever)``; a root
         without one (a minimal image) gets the major ``VERSION_ID`` of its os-release.
         """
-        if self.target.is_host:
-            return None
-        result = process.run(
-            self.rpmdb.query_argv("-q", "--whatprovides", RELEASEVER_PROVIDE),
-            timeout_s=QUERY_TIMEOUT_S,
-            ok_codes=range(256),
-        )
-        if result.returncode == 0:
+        if self.target.is_host or self.rpmdb.provides_releasever():
             return None
         return _version_id_major(self.target.path("/etc/os-release"))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from patchd import process
@@ -24,7 +25,7 @@ MAX_QUERY_BYTES = 64 * 1024 * 1024  # ~100 bytes a package: far beyond any real 
 DB_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")
 DB_FILES = ("rpmdb.sqlite", "Packages", "Packages.db")  # sqlite, bdb, ndb backends
 PSEUDO_PACKAGES = frozenset({"gpg-pubkey", "gpg-pubkey-release"})  # imported keys, not software
-PROBE_PACKAGE = "patchd-probe-no-such-package"  # looked up to check the database opens
+RELEASEVER_PROVIDE = "system-release(releasever)"
 _QUERY_FORMAT = "%{NAME}\\t%{EPOCH}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
 
 
@@ -81,15 +82,27 @@ class RpmDatabase:
         root = [] if self.target.is_host else ["--root", str(self.target.root)]
         return ["rpm", *root, "--dbpath", self.db_dir, *args]
 
-    def health_problem(self) -> str:
-        """Why the database cannot be read, or ``""``: one cheap indexed lookup."""
-        result = process.run(
-            self.query_argv("-q", PROBE_PACKAGE), timeout_s=QUERY_TIMEOUT_S, ok_codes=range(256)
+    @cached_property
+    def _releasever_lookup(self) -> process.CommandResult:
+        # One indexed lookup serves both as the health check and as dnf's release probe.
+        return process.run(
+            self.query_argv("-q", "--whatprovides", RELEASEVER_PROVIDE),
+            timeout_s=QUERY_TIMEOUT_S,
+            ok_codes=range(256),
         )
-        if result.returncode == 0 or "is not installed" in result.output:
+
+    def health_problem(self) -> str:
+        """Why the database cannot be read, or ``""`` (rpm prints ``error:`` lines then)."""
+        result = self._releasever_lookup
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        if not errors and result.returncode in (0, 1):
             return ""
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        return f"rpm cannot read {self.db_dir} in {self.target}: {lines[-1] if lines else 'no reason given'}"
+        reason = errors[-1] if errors else f"rpm exited with status {result.returncode}"
+        return f"rpm cannot read {self.db_dir} in {self.target}: {reason}"
+
+    def provides_releasever(self) -> bool:
+        """Whether a package tells dnf the release (``system-release(releasever)``)."""
+        return self._releasever_lookup.returncode == 0 and not self.health_problem()
 
     def start_query(self) -> process.RunningCommand:
         """Start reading every installed package (collect with :meth:`collect`)."""

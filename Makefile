@@ -6,7 +6,7 @@ STAMPS := .stamps
 # Debian packages the tests and the demo drive for real (see tests/README.md).
 DEBIAN_PACKAGES := apt-utils dpkg-dev busybox-static btrfs-progs snapper zfs-fuse \
 	rpm dnf createrepo-c zypper pacman-package-manager libarchive-tools zstd \
-	postgresql chromium
+	flatpak postgresql chromium
 
 .PHONY: all demo test lint typecheck unit bench clean debian-deps venv
 
@@ -21,7 +21,7 @@ debian-deps: | $(STAMPS)
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[collector,postgres,test]'
 	@touch $@
 
 venv: $(VENV)/.installed

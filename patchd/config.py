@@ -46,6 +46,16 @@ class AptSettings:
 
 
 @dataclass(frozen=True)
+class ApkSettings:
+    """Settings of the apk backend: local copies of Alpine's secdb (see docs/platforms-linux-extra.md)."""
+
+    secdb: tuple[Path, ...] = ()
+
+
+MAX_SECDB_FILES = 16
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     """Where the agent takes its policy from (``policy:``); all optional.
 
@@ -78,6 +88,7 @@ class AgentConfig:
     state_dir: Path | None = None
     log_format: str = "text"
     apt: AptSettings = field(default_factory=AptSettings)
+    apk: ApkSettings = field(default_factory=ApkSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     source: Path | None = None  # the file it came from, if any
@@ -85,6 +96,8 @@ class AgentConfig:
     def backend_settings(self, name: str) -> Mapping[str, Any]:
         if name == "apt":
             return {"lock_timeout_s": self.apt.lock_timeout_s}
+        if name == "apk":
+            return {"secdb": [str(p) for p in self.apk.secdb]}
         return {}
 
 
@@ -239,7 +252,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         ) from None
     reader = _Reader(path, loaded)
     top = reader.mapping(
-        loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "policy", "agent"}
+        loaded.data, (), {"tags", "backends", "state_dir", "log", "apt", "apk", "policy", "agent"}
     )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
     apt = reader.mapping(top.get("apt"), ("apt",), {"lock_timeout"})
@@ -260,9 +273,18 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         state_dir=Path(state_dir) if state_dir else None,
         log_format=log_format,
         apt=settings,
+        apk=_apk_settings(reader, top.get("apk")),
         policy=_policy_settings(reader, top.get("policy")),
         agent=_agent_settings(reader, top.get("agent")),
         source=path,
+    )
+
+
+def _apk_settings(reader: _Reader, value: Any) -> ApkSettings:
+    section = reader.mapping(value, ("apk",), {"secdb"})
+    files = reader.string_list(section.get("secdb"), ("apk", "secdb"), MAX_SECDB_FILES)
+    return ApkSettings(
+        tuple(reader.absolute_path(f, ("apk", "secdb", i)) for i, f in enumerate(files))
     )
 
 

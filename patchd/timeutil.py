@@ -23,3 +23,8 @@ def parse_time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"time without a zone: {text!r}")
     return moment.astimezone(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """:func:`format_time` to the second: stored times that sort as text (``...:05Z``)."""
+    return format_time(moment.replace(microsecond=0))

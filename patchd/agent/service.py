@@ -35,11 +35,12 @@ from patchd.agent.schedule import EventQueue
 from patchd.config import AgentConfig, load_config
 from patchd.errors import PatchdError
 from patchd.policy.evaluate import Decision
+from patchd.policy.loader import LoadedPolicy
 from patchd.policy.planner import plan_for
 from patchd.policy.reload import PolicyReloader
 from patchd.policy.watch import PolicyFileWatcher
 from patchd.runs.apply import apply_updates
-from patchd.runs.patchrun import recover_unfinished
+from patchd.runs.patchrun import reboot_if_pending, recover_unfinished
 from patchd.scan import scan
 from patchd.session import Session
 from patchd.target import Target
@@ -223,9 +224,14 @@ class Agent:
             due = plan.install_now()
             if due and not self.stopping.is_set():
                 run = apply_updates(
-                    session, due, policy=plan.policy, should_stop=self.stopping.is_set
+                    session,
+                    due,
+                    policy=plan.policy,
+                    should_stop=self.stopping.is_set,
+                    limits=plan.window_limits(),
                 )
                 log.info("run %s: %s", run.id, run.status)
+            reboot_at = self._pending_reboot(session, plan.policy)
         except PatchdError as e:
             log.error("cycle failed: %s", e)
             return None
@@ -234,10 +240,23 @@ class Agent:
             for d in plan.decisions
             if d.decision in (Decision.INSTALL_LATER, Decision.DEFERRED) and d.not_before
         ]
+        if reboot_at is not None:
+            upcoming.append(reboot_at)
         if not upcoming:
             return math.inf
         log.info("next change due at %s", format_time(min(upcoming)))
         return max(0.0, (min(upcoming) - plan.at).total_seconds())
+
+    def _pending_reboot(self, session: Session, policy: LoadedPolicy | None) -> datetime | None:
+        """Reboot for earlier changes if due now; else when a window will allow it."""
+        if self.stopping.is_set():
+            return None
+        pending = reboot_if_pending(session, policy)
+        if pending.run is not None:
+            log.info("run %s: %s", pending.run.id, pending.run.status)
+        elif pending.retry_at is not None:
+            log.info("%s (next window %s)", pending.reason, format_time(pending.retry_at))
+        return pending.retry_at
 
     def _cycle(self) -> bool:
         """One cycle; schedule the next. True when all went well."""

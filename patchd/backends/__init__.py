@@ -21,15 +21,27 @@ BACKENDS: dict[str, str] = {
     "dnf": "patchd.backends.dnf.backend:DnfBackend",
     "yum": "patchd.backends.dnf.backend:YumBackend",
     "zypper": "patchd.backends.zypper.backend:ZypperBackend",
+    "homebrew": "patchd.backends.homebrew.backend:HomebrewBackend",
+    "softwareupdate": "patchd.backends.softwareupdate.backend:SoftwareUpdateBackend",
+    "windows-update": "patchd.backends.windows_update.backend:WindowsUpdateBackend",
+    "winget": "patchd.backends.winget.backend:WingetBackend",
+    "chocolatey": "patchd.backends.chocolatey.backend:ChocolateyBackend",
+    "apk": "patchd.backends.apk.backend:ApkBackend",
+    "snap": "patchd.backends.snap.backend:SnapBackend",
+    "flatpak": "patchd.backends.flatpak.backend:FlatpakBackend",
 }
 
 # How each backend orders its versions: ``compare(a, b)`` is <0, 0 or >0. Kept apart from
 # the backend classes so the policy can compare versions without loading a backend.
+# Homebrew, softwareupdate, Windows Update and winget have none: their versions are
+# publishers' strings or update identities that the managers themselves do not order.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
     "dnf": "patchd.backends.rpm.versions:compare",
     "yum": "patchd.backends.rpm.versions:compare",
     "zypper": "patchd.backends.rpm.versions:compare",
+    "chocolatey": "patchd.backends.chocolatey.versions:compare",
+    "apk": "patchd.backends.apk.versions:compare",
 }
 
 

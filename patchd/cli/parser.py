@@ -6,6 +6,7 @@ import argparse
 from typing import TypeAlias
 
 from patchd import __version__
+from patchd.cli.collector_parser import COLLECTOR_COMMANDS, add_collector_commands
 from patchd.errors import EXIT_CODE_HELP
 
 # command (with its subcommand) → "module:function" of its handler, imported only when it runs
@@ -28,13 +29,14 @@ COMMANDS: dict[str, str] = {
     "policy verify": "patchd.cli.commands.policy:verify",
     "policy check": "patchd.cli.commands.policy:check",
     "policy activate": "patchd.cli.commands.policy:activate",
+    **COLLECTOR_COMMANDS,
 }
 
 
 def command_name(args: argparse.Namespace) -> str:
     """The ``COMMANDS`` key of a parsed command line: ``"trust init"``, ``"scan"``."""
-    sub = getattr(args, "subcommand", None)
-    return f"{args.command} {sub}" if sub else str(args.command)
+    parts = [args.command, getattr(args, "subcommand", None), getattr(args, "action", None)]
+    return " ".join(str(p) for p in parts if p)
 
 
 DESCRIPTION = """\
@@ -260,4 +262,5 @@ def build_parser() -> argparse.ArgumentParser:
 
     _trust_commands(commands)
     _policy_commands(commands)
+    add_collector_commands(commands, _subcommand, _json_option)
     return parser

@@ -55,6 +55,7 @@ class UpdateDecision:
     decision: Decision
     reason: str
     not_before: datetime | None = None  # the earliest time it may install
+    until: datetime | None = None  # when installing now: the end of the window allowing it
     first_seen: datetime | None = None
     ring: str | None = None
     rule: int | None = None
@@ -72,6 +73,7 @@ class UpdateDecision:
             "decision": self.decision.value,
             "reason": self.reason,
             "not_before": format_time(self.not_before) if self.not_before else None,
+            "until": format_time(self.until) if self.until else None,
             "first_seen": format_time(self.first_seen) if self.first_seen else None,
             "ring": self.ring,
             "rule": self.rule,
@@ -94,6 +96,18 @@ class Plan:
 
     def install_now(self) -> list[Update]:
         return [d.update for d in self.decisions if d.decision is Decision.INSTALL_NOW]
+
+    def window_limits(self) -> dict[str, datetime]:
+        """Update id → when the window that lets it install now closes.
+
+        Updates due for another reason (an emergency, a passed deadline, no window at all)
+        are not bound by a window and are left out.
+        """
+        return {
+            d.update.id: d.until
+            for d in self.decisions
+            if d.decision is Decision.INSTALL_NOW and d.until is not None
+        }
 
     def as_dict(self) -> dict[str, Any]:
         policy = None
@@ -189,8 +203,11 @@ class _Context:
     quarantined: Mapping[str, str]
 
 
-def _when(ctx: _Context, earliest: datetime) -> tuple[Decision, datetime, str]:
-    """When a change allowed from ``earliest`` may happen, given the endpoint's windows."""
+def _when(ctx: _Context, earliest: datetime) -> tuple[Decision, datetime, str, datetime | None]:
+    """When a change allowed from ``earliest`` may happen, given the endpoint's windows.
+
+    The last element is the end of the open window that allows it now, if one does.
+    """
     start = max(earliest, ctx.now)
     if not ctx.windows:
         if start <= ctx.now:
@@ -198,8 +215,9 @@ def _when(ctx: _Context, earliest: datetime) -> tuple[Decision, datetime, str]:
                 Decision.INSTALL_NOW,
                 ctx.now,
                 "no maintenance window restricts this endpoint: now",
+                None,
             )
-        return Decision.DEFERRED, start, ""
+        return Decision.DEFERRED, start, "", None
     schedule, key = ctx.loaded.schedule, ctx.facts.endpoint_key
     if start <= ctx.now:
         current = current_opening(
@@ -210,16 +228,18 @@ def _when(ctx: _Context, earliest: datetime) -> tuple[Decision, datetime, str]:
                 Decision.INSTALL_NOW,
                 ctx.now,
                 f"window {current.window} is open until {_local(current.end, ctx.zone)}: now",
+                current.end,
             )
     upcoming = openings(schedule, ctx.windows, start, local_zone=ctx.zone, splay_key=key, count=1)
     if not upcoming:
-        return Decision.BLOCKED, start, "no maintenance window opens within the next 400 days"
+        return Decision.BLOCKED, start, "no maintenance window opens within the next 400 days", None
     opening = upcoming[0]
     begin = max(opening.start, start)
     return (
         Decision.INSTALL_LATER,
         begin,
         f"install in the window {opening.window} opening at {_local(begin, ctx.zone)}",
+        None,
     )
 
 
@@ -238,11 +258,13 @@ class _Decider:
         reason: str,
         *,
         not_before: datetime | None = None,
+        until: datetime | None = None,
         exception: str | None = None,
         emergency: str | None = None,
     ) -> UpdateDecision:
         return UpdateDecision(
-            self.update, decision, reason, not_before=not_before, first_seen=self.first_seen,
+            self.update, decision, reason, not_before=not_before, until=until,
+            first_seen=self.first_seen,
             ring=self.ctx.ring_name, rule=self.rule, exception=exception, emergency=emergency,
         )  # fmt: skip
 
@@ -304,9 +326,12 @@ class _Decider:
                 Decision.INSTALL_NOW, f"past deadline ({format_time(due)}): now", not_before=ctx.now
             )
         if due is not None and due <= ctx.now:
-            decision, when, why = _when(ctx, ctx.now)
+            decision, when, why, until = _when(ctx, ctx.now)
             return self.made(
-                decision, f"deadline reached ({format_time(due)}); {why}", not_before=when
+                decision,
+                f"deadline reached ({format_time(due)}); {why}",
+                not_before=when,
+                until=until,
             )
         deferral = (
             ctx.deferrals.for_update(update.classification, update.severity)
@@ -316,7 +341,7 @@ class _Decider:
         eligible = self.first_seen + deferral
         if due is not None:
             eligible = min(eligible, due)
-        decision, when, why = _when(ctx, eligible)
+        decision, when, why, until = _when(ctx, eligible)
         if eligible > ctx.now:
             then = f"; then {why.removeprefix('install ')}" if why else ""
             return self.made(
@@ -324,7 +349,7 @@ class _Decider:
                 f"deferred until {_local(eligible, ctx.zone)} by ring {ctx.ring_name}{then}",
                 not_before=when,
             )
-        return self.made(decision, why, not_before=when)
+        return self.made(decision, why, not_before=when, until=until)
 
 
 def evaluate(

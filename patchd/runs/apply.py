@@ -8,7 +8,8 @@ steps (snapshot, install, verify, health, commit or roll back) are journalled in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
 from patchd.backends.base import ChangeResult, Outcome
 from patchd.models import Update
@@ -27,11 +28,14 @@ def apply_updates(
     dry_run: bool = False,
     policy: LoadedPolicy | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    limits: Mapping[str, datetime] | None = None,
 ) -> RunRecord:
     """Install ``updates`` under ``policy`` (its snapshots and health checks); return the run.
 
     ``should_stop`` is asked before each package-manager transaction: when it says so
     (the agent is shutting down), the run ends there and no transaction is cut short.
+    ``limits`` maps update ids to the end of the window that allows them now: the run
+    installs them in batches that fit before it closes (see :mod:`patchd.runs.budget`).
     Raises what the backends raise when they cannot even start (a lock held past its
     wait, a broken package manager) or :class:`~patchd.snapshots.base.SnapshotRequired`;
     the run is then recorded as failed or aborted.
@@ -39,7 +43,8 @@ def apply_updates(
     recover_unfinished(session, policy)
     if dry_run:
         return _dry_run(session, updates)
-    return PatchRun.plan(session, updates, policy=policy, should_stop=should_stop).execute(updates)
+    run = PatchRun.plan(session, updates, policy=policy, should_stop=should_stop, limits=limits)
+    return run.execute(updates)
 
 
 def _dry_run(session: Session, updates: Sequence[Update]) -> RunRecord:

@@ -10,12 +10,14 @@ always comes from the package database.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchd.backends.base import ChangeResult, Outcome
+from patchd.backends.base import ChangeResult, Outcome, TransactionResult
 from patchd.errors import PatchdError
 from patchd.models import PackageChange, Update
 from patchd.policy.loader import LoadedPolicy
@@ -79,6 +81,7 @@ class PatchRun:
         *,
         policy: LoadedPolicy | None,
         should_stop: Callable[[], bool] = lambda: False,
+        limits: Mapping[str, datetime] | None = None,
         reboot: Callable[[Target, int, str], object] | None = None,
         boot_time: Callable[[], float] | None = None,
     ) -> None:
@@ -88,6 +91,7 @@ class PatchRun:
         self.run_id = run_id
         self.policy = policy
         self.should_stop = should_stop
+        self.limits = dict(limits or {})  # update id -> the end of the window allowing it
         self.journal = RunJournal(session.store, run_id)
         self.recorder = RunRecorder(session, run_id)
 
@@ -99,12 +103,13 @@ class PatchRun:
         *,
         policy: LoadedPolicy | None,
         should_stop: Callable[[], bool] = lambda: False,
+        limits: Mapping[str, datetime] | None = None,
     ) -> PatchRun:
         """Record a new run and its planned changes (the journal's first step)."""
         run_id = session.store.create_run(
             "apply", [(u.change(), u) for u in updates], session.clock()
         )
-        run = cls(session, run_id, policy=policy, should_stop=should_stop)
+        run = cls(session, run_id, policy=policy, should_stop=should_stop, limits=limits)
         run._step(Step.PLANNED, updates=[u.id for u in updates],
                   policy=policy.sha256 if policy else None)  # fmt: skip
         return run
@@ -191,33 +196,63 @@ class PatchRun:
         plan.prune(settings.keep)
 
     def _install(self, updates: Sequence[Update]) -> bool:
-        """Each backend's transaction, journalled; False if stopped before the first."""
-        store, started = self.session.store, False
+        """Each backend's transactions, journalled; False if none was started.
+
+        Updates installed because a window is open go in batches that each fit before the
+        window closes (see :mod:`patchd.runs.budget`); what does not fit is left for the
+        window's next opening. A stop request is honoured between transactions.
+        """
+        from patchd.runs.budget import budget_for
+
+        checks = self.policy.policy.health_checks if self.policy else ()
+        budget = budget_for(self.session.store, self.limits, checks)
+        started = False
         for name, group in groupby(
             sorted(updates, key=lambda u: u.backend), key=lambda u: u.backend
         ):
-            if self.should_stop():
-                self.recorder.stop("patchd is stopping: the rest of the run is left for later")
-                break
-            backend = self.session.backend(name)
-            batch = list(group)
-            changes = [u.change() for u in batch]
-            keep_dir = self.session.state_dir / "runs" / self.run_id / "packages"
-            sources = backend.prepare_rollback(changes, keep_dir, self.recorder.transcript)
-            store.record_rollback_sources(self.run_id, sources)
-            self.recorder.notes += [
-                f"no rollback path for {s.change.name}: {s.detail}"
-                for s in sources
-                if not s.available
-            ]
-            self._step(Step.TRANSACTION_BEGUN, backend=name, updates=[u.id for u in batch])
-            started = True
-            outcome = backend.apply(changes, self.recorder.transcript)
-            self.recorder.record(outcome)
-            self._step(Step.TRANSACTION_ENDED, backend=name,
-                       results={r.change.name: r.outcome.value for r in outcome.results})  # fmt: skip
-            store.save_advisories(batch, backend.advisories(batch), self.session.clock())
+            pending = list(group)
+            while pending:
+                if self.should_stop():
+                    self.recorder.stop("patchd is stopping: the rest of the run is left for later")
+                    return started
+                batch = budget.next_batch(name, pending, self.session.clock())
+                if not batch.updates:
+                    self._leave(batch.left_over, batch.reason)
+                    break
+                self._transaction(name, batch.updates)
+                started = True
+                pending = batch.left_over
         return started
+
+    def _transaction(self, name: str, batch: Sequence[Update]) -> None:
+        store = self.session.store
+        backend = self.session.backend(name)
+        changes = [u.change() for u in batch]
+        keep_dir = self.session.state_dir / "runs" / self.run_id / "packages"
+        sources = backend.prepare_rollback(changes, keep_dir, self.recorder.transcript)
+        store.record_rollback_sources(self.run_id, sources)
+        self.recorder.notes += [
+            f"no rollback path for {s.change.name}: {s.detail}" for s in sources if not s.available
+        ]
+        self._step(Step.TRANSACTION_BEGUN, backend=name, updates=[u.id for u in batch])
+        outcome = backend.apply(changes, self.recorder.transcript)
+        self.recorder.record(outcome)
+        self._step(Step.TRANSACTION_ENDED, backend=name,
+                   results={r.change.name: r.outcome.value for r in outcome.results})  # fmt: skip
+        store.save_advisories(batch, backend.advisories(batch), self.session.clock())
+
+    def _leave(self, updates: Sequence[Update], reason: str) -> None:
+        """Record ``updates`` as not attempted in this run, and why."""
+        log.info("run %s: %s", self.run_id, reason)
+        self.recorder.notes.append(reason)
+        self.recorder.record(
+            TransactionResult(
+                tuple(
+                    ChangeResult(u.change(), Outcome.SKIPPED, u.installed_version, reason)
+                    for u in updates
+                )
+            )
+        )
 
     def _repair(self) -> None:
         for backend in self.session.backends:
@@ -291,6 +326,14 @@ class PatchRun:
             self._commit()
             return
         failures = "; ".join(f"{r.name}: {r.detail}" for r in report.failures())
+        if not self.record().items:  # a reboot of its own: no change of this run to undo
+            self.recorder.notes.append(
+                f"health checks failed after the reboot ({failures}); the runs that installed "
+                "the updates can be rolled back with `patchd rollback RUN`"
+            )
+            self.recorder.final_status = "failed"
+            self._step(Step.ABORTED, reason="health checks failed after the reboot")
+            return
         self._roll_back(f"health checks failed after patching ({failures})")
 
     def _commit(self) -> None:
@@ -352,21 +395,82 @@ def _boot_time() -> float:
     return float(psutil.boot_time())
 
 
-def _in_window(session: Session, policy: LoadedPolicy) -> bool:
-    """True when the endpoint may change now: one of its windows is open, or it has none."""
+def _window_openings(session: Session, policy: LoadedPolicy) -> tuple[bool, datetime | None]:
+    """Whether the endpoint may change now (a window is open, or it has none), and when its
+    next window opens (``None`` when it has none, or none within the planning horizon)."""
     from patchd.discovery.timezone import local_zone
     from patchd.policy.planner import facts_now
     from patchd.policy.selectors import matching_segments
-    from patchd.policy.windows import current_opening
+    from patchd.policy.windows import openings
 
     facts = facts_now(session)
     segments = matching_segments(policy.policy, facts)
     names = [w for s in policy.policy.segments if s.name in segments for w in s.windows]
     if not names:
-        return True
-    opening = current_opening(policy.schedule, names, session.clock(), local_zone=local_zone(session.target),
-                              splay_key=facts.endpoint_key)  # fmt: skip
-    return opening is not None
+        return True, None
+    now = session.clock()
+    upcoming = openings(policy.schedule, names, now, local_zone=local_zone(session.target),
+                        splay_key=facts.endpoint_key, count=1)  # fmt: skip
+    if not upcoming:
+        return False, None
+    return upcoming[0].start <= now, upcoming[0].start
+
+
+def _in_window(session: Session, policy: LoadedPolicy) -> bool:
+    """True when the endpoint may change now: one of its windows is open, or it has none."""
+    return _window_openings(session, policy)[0]
+
+
+@dataclass(frozen=True)
+class PendingReboot:
+    """What the agent did about a reboot that earlier changes left pending."""
+
+    run: RunRecord | None  # the run that is rebooting the endpoint, if it is
+    reason: str
+    retry_at: datetime | None = None  # when a window opens that allows it
+
+
+def reboot_if_pending(
+    session: Session,
+    policy: LoadedPolicy | None,
+    *,
+    reboot: Callable[[Target, int, str], object] | None = None,
+    boot_time: Callable[[], float] | None = None,
+) -> PendingReboot:
+    """Reboot now if the endpoint needs it and the policy allows it here and now.
+
+    A run that needed a reboot outside a window ended without one; when a window opens
+    the agent calls this. The reboot is journalled as a run of its own (with no package
+    changes) that waits in ``reboot-pending`` and, after the boot, checks health like any
+    run. ``retry_at`` says when to look again when the reboot must wait for a window.
+    """
+    target = session.target
+    if policy is None or not target.is_host:
+        return PendingReboot(None, "no policy in force (or not the host): patchd does not reboot")
+    if not policy.policy.reboot.allowed:  # before looking: reading every process costs
+        return PendingReboot(None, "the policy does not allow patchd to reboot")
+    from patchd.discovery.reboot import reboot_state
+    from patchd.reboots import RebootAction, plan_reboot
+
+    state = reboot_state(target, session.profile, session.os_info.kernel)
+    if not state.required:
+        return PendingReboot(None, "no reboot needed")
+    in_window, next_opening = _window_openings(session, policy)
+    decision = plan_reboot(policy.policy.reboot, in_window=in_window, reboot_state=state)
+    if decision.action is RebootAction.WAIT_FOR_WINDOW:
+        return PendingReboot(None, decision.reason, retry_at=next_opening)
+    if not decision.reboot_now:
+        return PendingReboot(None, decision.reason)
+    run = PatchRun.plan(session, [], policy=policy)
+    run.reboot = reboot or run.reboot
+    run.boot_time = boot_time or run.boot_time
+    log.warning("run %s: %s", run.run_id, decision.reason)
+    with run.recorder.finishing():
+        run.recorder.notes.append(f"reboot to finish earlier changes: {decision.reason}")
+        run._step(Step.REBOOT_PENDING, reason=decision.reason, boot_time=run.boot_time())
+        run.recorder.final_status = "rebooting"
+        run.reboot(target, decision.warn_minutes, "patchd: rebooting to finish installing updates")
+    return PendingReboot(run.record(), decision.reason)
 
 
 def recover_unfinished(session: Session, policy: LoadedPolicy | None) -> list[RunRecord]:

@@ -28,7 +28,10 @@ from patchd.timeutil import parse_time
 
 MAX_INDEX_BYTES = 1024 * 1024
 _CREATED = re.compile(r"^Created local snapshot with date: (\d{4}-\d{2}-\d{2}-\d{6})\s*$", re.M)
-_LISTED = re.compile(r"^com\.apple\.TimeMachine\.(\d{4}-\d{2}-\d{2}-\d{6})\.local\s*$", re.M)
+# macOS 11 and later end the names in ".local" (and list "com.apple.os.update-..." and
+# a "Snapshots for volume group containing disk /:" header, which are not patchd's);
+# macOS 10.13 to 10.15 printed the names without it.
+_LISTED = re.compile(r"^com\.apple\.TimeMachine\.(\d{4}-\d{2}-\d{2}-\d{6})(?:\.local)?\s*$", re.M)
 
 CREATE_ARGV = ["tmutil", "localsnapshot", "/"]
 LIST_ARGV = ["tmutil", "listlocalsnapshots", "/"]

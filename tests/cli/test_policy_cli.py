@@ -189,3 +189,26 @@ def test_windows_shows_the_next_openings(patchd: Patchd, admins: Admins) -> None
     ]
     human = patchd("windows", "--at", "2027-03-27T12:00:00Z")
     assert "nightly" in human.stdout
+
+
+def test_required_snapshots_without_a_provider_abort_the_run_before_any_change(
+    patchd: Patchd, admins: Admins, apt_root: AptRoot
+) -> None:
+    # The isolated root lives on the test machine's ordinary filesystem: no btrfs, ZFS or LVM.
+    document = policy_document(snapshots={"mode": "required", "providers": ["btrfs", "zfs"]})
+    path = admins.write(document)
+    assert patchd("policy", "activate", str(path), "--trust", str(admins.root)).returncode == 0
+    before = apt_root.versions()
+    status_before = apt_root.status_bytes()
+    result = patchd("apply", "--yes", "hello")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("patchd: error:")]
+    assert len(errors) == 1, result.stderr
+    assert "requires a filesystem snapshot" in errors[0]
+    assert errors[0].endswith("nothing was changed")
+    assert "Traceback" not in result.stderr
+    assert apt_root.versions() == before
+    assert apt_root.status_bytes() == status_before
+    (run,) = patchd("status", "--json").json()["runs"]
+    assert run["status"] == "aborted"
+    assert any("no change was made" in note for note in run["notes"])

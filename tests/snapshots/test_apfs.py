@@ -21,21 +21,32 @@ from tests.snapshots.realfs import Clock, ReplayRunner, captured
 
 
 def test_tmutil_output_is_parsed() -> None:
-    assert parse_created(captured("tmutil-localsnapshot.txt")) == "2026-12-04-221530"
+    assert parse_created(captured("tmutil-localsnapshot.txt")) == "2021-04-05-162425"
     assert parse_listed(captured("tmutil-listlocalsnapshots.txt")) == [
-        "2026-12-03-091004",
-        "2026-12-04-030512",
-        "2026-12-04-221530",
+        "2021-04-05-162416",
+        "2021-04-05-162425",
     ]
     with pytest.raises(SnapshotError, match="reported no snapshot"):
         parse_created("Error: Time Machine is busy\n")
-    assert delete_argv("2026-12-04-221530") == [
+    assert delete_argv("2021-04-05-162425") == [
         "tmutil",
         "deletelocalsnapshots",
-        "2026-12-04-221530",
+        "2021-04-05-162425",
     ]
     with pytest.raises(SnapshotError):
         delete_argv("2026-12-04; rm -rf /")
+    with pytest.raises(SnapshotError):
+        delete_argv("/")  # `tmutil deletelocalsnapshots /` deletes every local snapshot
+
+
+def test_listing_skips_update_snapshots_and_reads_the_pre_big_sur_names() -> None:
+    # The header and the first name are the captured ones; the update snapshot's name
+    # and the name without ".local" follow macOS's formats (see PROVENANCE.md).
+    text = captured("tmutil-listlocalsnapshots.txt").replace(
+        "com.apple.TimeMachine.2021-04-05-162425.local",
+        "com.apple.os.update-MSUPrepareUpdate\ncom.apple.TimeMachine.2017-08-27-004037",
+    )
+    assert parse_listed(text) == ["2021-04-05-162416", "2017-08-27-004037"]
 
 
 def test_only_snapshots_patchd_took_are_listed_and_restore_is_manual(tmp_path: Path) -> None:
@@ -43,7 +54,7 @@ def test_only_snapshots_patchd_took_are_listed_and_restore_is_manual(tmp_path: P
         {
             tuple(CREATE_ARGV): captured("tmutil-localsnapshot.txt"),
             tuple(LIST_ARGV): captured("tmutil-listlocalsnapshots.txt"),
-            ("tmutil", "deletelocalsnapshots"): "Deleted local snapshot '2026-12-04-221530'\n",
+            ("tmutil", "deletelocalsnapshots"): captured("tmutil-deletelocalsnapshots.txt"),
         }
     )
     context = SnapshotContext(
@@ -62,14 +73,14 @@ def test_only_snapshots_patchd_took_are_listed_and_restore_is_manual(tmp_path: P
 
     taken = snapshots.create("before patching", "run-1")
 
-    assert (taken.id, taken.run_id) == ("2026-12-04-221530", "run-1")
-    assert list(json.loads(index.read_text())) == ["2026-12-04-221530"]
-    assert snapshots.list() == [taken]  # not Time Machine's own two
+    assert (taken.id, taken.run_id) == ("2021-04-05-162425", "run-1")
+    assert list(json.loads(index.read_text())) == ["2021-04-05-162425"]
+    assert snapshots.list() == [taken]  # not Time Machine's own
     outcome = snapshots.restore(taken)
     assert outcome.manual is True
     assert "macOS Recovery" in outcome.detail
     snapshots.delete(taken)
-    assert runner.calls[-1] == ("tmutil", "deletelocalsnapshots", "2026-12-04-221530")
+    assert runner.calls[-1] == ("tmutil", "deletelocalsnapshots", "2021-04-05-162425")
     assert json.loads(index.read_text()) == {}
     assert runner.calls.count(tuple(CREATE_ARGV)) == 1
 

@@ -72,12 +72,13 @@ def run(invocation: Invocation) -> int:
     with invocation.session() as session:
         report = scan(session)
         active = session.policy_gate.active()
+        limits = {}
         if active is None:
             chosen = select_updates(report.updates, args.packages, security_only=args.security)
         else:
-            chosen = select_planned(
-                plan_for(session, report), args.packages, security_only=args.security
-            )
+            plan = plan_for(session, report)
+            chosen = select_planned(plan, args.packages, security_only=args.security)
+            limits = plan.window_limits()
         if not chosen:
             if args.json:
                 write_json(
@@ -92,7 +93,11 @@ def run(invocation: Invocation) -> int:
             print("Nothing changed.", file=sys.stderr)
             return 1
         run_record = apply_updates(
-            session, chosen, dry_run=args.dry_run, policy=active.loaded if active else None
+            session,
+            chosen,
+            dry_run=args.dry_run,
+            policy=active.loaded if active else None,
+            limits=limits,
         )
     if args.json:
         write_json({"schema_version": SCHEMA_VERSION, "run": run_record.as_dict()})

@@ -1,0 +1,98 @@
+"""The interface's promises that need no real package manager, for every offline backend.
+
+Each harness (see :mod:`tests.conformance.offline`) puts a recording fake in place of
+the process gateway. Backends whose tools run here are also in test_conformance.py;
+the others (apk, snap — and Homebrew, softwareupdate, Windows Update, winget,
+Chocolatey when they come) are checked here: add one line to ``HARNESSES``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patchd.backends.base import Outcome, ProbeStatus
+from patchd.errors import BackendError
+from patchd.models import PackageChange, Update
+from patchd.transcript import Transcript
+from tests.conformance import offline_apk, offline_flatpak, offline_snap
+from tests.conformance.offline import OfflineFixture, OfflineHarness
+
+HARNESSES: list[OfflineHarness] = [
+    offline_apk.HARNESS,
+    offline_snap.HARNESS,
+    offline_flatpak.HARNESS,
+]
+
+
+@pytest.fixture(params=HARNESSES, ids=lambda h: h.name)
+def fx(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> OfflineFixture:
+    harness: OfflineHarness = request.param
+    return harness.build(tmp_path, monkeypatch)
+
+
+def _update(fx: OfflineFixture) -> Update:
+    updates = {u.name: u for u in fx.backend.scan().updates}
+    return updates[fx.update.name]
+
+
+def test_probe_says_present_with_a_version(fx: OfflineFixture) -> None:
+    probe = fx.backend.probe()
+    assert probe.status is ProbeStatus.PRESENT, probe.detail
+    assert probe.version
+
+
+def test_scan_returns_updates_named_by_backend_with_ids(fx: OfflineFixture) -> None:
+    update = _update(fx)
+    assert update.backend == fx.backend.name
+    assert (update.installed_version, update.available_version) == (fx.update.old, fx.update.new)
+    assert update.arch == fx.update.arch
+    assert update.id == f"{fx.backend.name}:{update.name}:{update.arch}={fx.update.new}"
+    assert fx.commands.calls, "the scan ran the manager's listing"
+
+
+def test_scan_changes_nothing(fx: OfflineFixture) -> None:
+    before = fx.versions()
+    _update(fx)
+    assert fx.versions() == before
+
+
+def test_apply_is_judged_from_the_database(fx: OfflineFixture) -> None:
+    change = _update(fx).change()
+    result = fx.backend.apply([change], Transcript())
+    (verdict,) = result.results
+    assert (verdict.outcome, verdict.found_version) == (Outcome.DONE, fx.update.new)
+    assert fx.versions()[fx.update.name] == fx.update.new
+
+
+def test_a_manager_that_claims_success_without_installing_is_not_believed(
+    fx: OfflineFixture,
+) -> None:
+    change = _update(fx).change()
+    fx.manager_installs(False)
+    result = fx.backend.apply([change], Transcript())
+    (verdict,) = result.results
+    assert (verdict.outcome, verdict.found_version) == (Outcome.FAILED, fx.update.old)
+    assert not result.ok
+
+
+def test_a_change_for_another_backend_is_refused_before_anything_runs(fx: OfflineFixture) -> None:
+    update = _update(fx)
+    fx.commands.calls.clear()
+    foreign = PackageChange("elsewhere", update.name, update.arch, update.installed_version, "9")
+    with pytest.raises(BackendError, match="belongs to elsewhere"):
+        fx.backend.apply([foreign], Transcript())
+    assert fx.commands.calls == []
+
+
+def test_the_rollback_path_is_stated_before_applying(fx: OfflineFixture, tmp_path: Path) -> None:
+    change = _update(fx).change()
+    (source,) = fx.backend.prepare_rollback([change], tmp_path / "keep", Transcript())
+    assert source.change == change
+    assert source.available is fx.rollback_available
+    assert source.detail  # why there is, or is not, a way back
+    if not source.available:
+        assert source.kept_file is None

@@ -213,7 +213,7 @@ class DnfBackend(Backend):
             transcript,
             timeout_s=INSTALL_TIMEOUT_S,
         )
-        missing = _NO_MATCH.findall(result.output) if result is not None else []
+        missing = _NO_MATCH.findall(result.output)
         return [f"{self.flavour.program} found no package {spec}" for spec in missing]
 
     def _prepare_rollback(
@@ -287,7 +287,7 @@ class DnfBackend(Backend):
 
     def _run(
         self, argv: list[str], transcript: Transcript, *, timeout_s: float
-    ) -> process.CommandResult | None:
+    ) -> process.CommandResult:
         try:
             result = process.run(argv, env=self.env.env, timeout_s=timeout_s)
         except CommandError as e:

@@ -17,11 +17,11 @@ from patchd.backends.base import Outcome, ProbeStatus
 from patchd.errors import BackendError
 from patchd.models import Classification, PackageChange, Severity, Update
 from patchd.transcript import Transcript
-from tests.conformance import apt, pacman
+from tests.conformance import apt, dnf, pacman, zypper
 from tests.conformance.harness import Expected, Fixture, Harness
 from tests.conftest import require
 
-HARNESSES: list[Harness] = [apt.HARNESS, pacman.HARNESS]
+HARNESSES: list[Harness] = [apt.HARNESS, dnf.HARNESS, zypper.HARNESS, pacman.HARNESS]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda h: h.name)

@@ -26,11 +26,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from patchd.collector import extract
+from patchd.collector import bulk, extract
 from patchd.collector.ingest import VerifiedReport
 from patchd.collector.schema import (
     endpoint_daily,
@@ -54,6 +54,8 @@ TOKEN_PREFIX = "pdt_"  # noqa: S105 - a marker, not a secret
 MAX_TOKEN_USES = 1_000_000
 MAX_TOKEN_TTL = timedelta(days=365)
 SQLITE_BUSY_MS = 30_000
+READ_ONLY = "patchd_read_only"  # execution option: a read transaction (SQLite: plain BEGIN)
+_PUBLIC_KEY = select(endpoints.c.public_key).where(endpoints.c.id == bindparam("id"))
 
 
 class Verdict:
@@ -87,7 +89,9 @@ def database_url(text: str) -> str:
 
 def open_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings patchd relies on (WAL and FULL sync on SQLite)."""
-    engine = create_engine(database_url(url), pool_pre_ping=True)
+    resolved = database_url(url)
+    # A server connection can die under the pool; a SQLite file's cannot (no ping needed).
+    engine = create_engine(resolved, pool_pre_ping=not resolved.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -103,9 +107,10 @@ def open_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql(
-                "BEGIN IMMEDIATE"
-            )  # take the write lock up front: no upgrade deadlocks
+            # Writers take the write lock up front (no upgrade deadlocks); readers never
+            # wait for it: in WAL mode they see the last commit while the writer works.
+            reader = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -193,7 +198,8 @@ class CollectorStore:
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        """A connection for reads only, which never waits for the report writer."""
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             yield conn
 
     # -- enrolment tokens --------------------------------------------------------------
@@ -281,19 +287,28 @@ class CollectorStore:
         return str(row.pending_public_key)
 
     def public_key(self, endpoint_id: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(endpoints.c.public_key).where(endpoints.c.id == endpoint_id)
-            ).scalar()
+        with self.reading() as conn:
+            value = conn.execute(_PUBLIC_KEY, {"id": endpoint_id}).scalar()
         return str(value) if value is not None else None
 
     # -- reports -----------------------------------------------------------------------
 
     def store_batch(self, batch: Sequence[VerifiedReport]) -> list[int]:
-        """Store ``batch`` in one transaction; the verdict for each, in order."""
+        """Store ``batch`` in one transaction; the verdict for each, in order.
+
+        The whole batch is written with a few statements (:mod:`patchd.collector.bulk`);
+        if that fails it is rolled back and the reports are stored one by one, each in a
+        savepoint, so a report the database refuses never takes its neighbours down.
+        """
         received = self.clock()
-        verdicts = []
         with self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    return bulk.store_reports(conn, batch, received, self._flag)
+            except (SQLAlchemyError, bulk.BulkMismatch) as e:
+                log.warning("storing %d report(s) one by one: %s: %s", len(batch),
+                            type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
+            verdicts = []
             for report in batch:
                 with conn.begin_nested():
                     verdicts.append(self._store_one(conn, report, received))
@@ -405,7 +420,7 @@ class CollectorStore:
             ))  # fmt: skip
 
     def newest_policy(self) -> Mapping[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(policies).order_by(policies.c.version.desc()).limit(1)
             ).first()

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, false, select, update
 
 from patchd.collector import extract
 from patchd.collector.ingest import VerifiedReport
@@ -59,24 +59,40 @@ class _Round:
 
 @dataclass(frozen=True)
 class _Statements:
-    """The batch's statements for one dialect, built once."""
+    """The batch's statements for one dialect, built once.
+
+    The writes run once per row of the batch, so they are compiled here to the driver's
+    SQL text with named parameters and run with the driver's ``executemany``: nothing
+    is built, compiled or converted per report. (Booleans, strings, integers, bytes and
+    None are all the drivers are given, and both adapt those natively.)
+    """
 
     pinned: Any
     known: Any
-    advance: Any
-    insert_report: Any
-    clear_pending: Any
-    upsert_update: Any
-    upsert_run: Any
-    upsert_daily: Any
+    advance: str
+    insert_report: str
+    clear_pending: str
+    upsert_update: str
+    upsert_run: str
+    upsert_daily: str
     summary_keys: tuple[str, ...]
 
 
 @cache
-def _statements(dialect: str) -> _Statements:
+def _statements(dialect_name: str) -> _Statements:
     from sqlalchemy.dialects import postgresql, sqlite
 
-    insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    if dialect_name == "postgresql":
+        insert: Any = postgresql.insert
+        dialect: Any = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]  # %(name)s
+    else:
+        insert = sqlite.insert
+        dialect = sqlite.pysqlite.dialect(paramstyle="named")  # :name
+
+    def text(statement: Any, columns: Iterable[str] | None = None) -> str:
+        keys = list(columns) if columns is not None else None
+        return str(statement.compile(dialect=dialect, column_keys=keys))
+
     pinned = (
         select(endpoints.c.id, endpoints.c.public_key, endpoints.c.key_epoch, endpoints.c.last_seq)
         .where(endpoints.c.id.in_(bindparam("ids", expanding=True)))
@@ -95,10 +111,10 @@ def _statements(dialect: str) -> _Statements:
         .values(last_seq=bindparam("b_seq"), last_report_at=bindparam("b_received"),
                 last_created_at=bindparam("b_created"), **{k: bindparam(f"v_{k}") for k in summary_keys})
     )  # fmt: skip
-    clear_pending = (
-        update(endpoint_updates)
-        .where(endpoint_updates.c.endpoint_id == bindparam("b_id"), endpoint_updates.c.pending.is_(True))
-        .values(pending=False)
+    clear_pending = (  # IS NOT false, not IS true: SQLite then searches by endpoint, not by
+        update(endpoint_updates)  # the pending index (every pending row of the fleet)
+        .where(endpoint_updates.c.endpoint_id == bindparam("b_id"), endpoint_updates.c.pending.is_not(False))
+        .values(pending=false())
     )  # fmt: skip
     update_columns = _row_columns(
         extract.update_rows({"updates": {"items": [{"id": "x"}]}}), "endpoint_id", "pending", "seq"
@@ -110,16 +126,17 @@ def _statements(dialect: str) -> _Statements:
         )
         if c != "installed"
     ]
+    daily_columns = ("endpoint_id", "day", "compliant", "overdue")
     return _Statements(
         pinned=pinned,
         known=known,
-        advance=advance,
-        insert_report=reports.insert(),
-        clear_pending=clear_pending,
-        upsert_update=_upsert(insert, endpoint_updates, update_columns, ("endpoint_id", "update_id"),
-                              keep=("first_seen",)),
-        upsert_run=_upsert(insert, endpoint_runs, run_columns, ("endpoint_id", "run_id")),
-        upsert_daily=_upsert(insert, endpoint_daily, ("compliant", "overdue"), ("endpoint_id", "day")),
+        advance=text(advance),
+        insert_report=text(reports.insert(), [c.name for c in reports.columns]),
+        clear_pending=text(clear_pending),
+        upsert_update=text(_upsert(insert, endpoint_updates, update_columns, ("endpoint_id", "update_id"),
+                                   keep=("first_seen",)), update_columns),
+        upsert_run=text(_upsert(insert, endpoint_runs, run_columns, ("endpoint_id", "run_id")), run_columns),
+        upsert_daily=text(_upsert(insert, endpoint_daily, daily_columns, ("endpoint_id", "day")), daily_columns),
         summary_keys=summary_keys,
     )  # fmt: skip
 
@@ -212,16 +229,16 @@ def _write_round(conn: Connection, sql: _Statements,
         if found.compliant is not None:
             daily.append({"endpoint_id": report.endpoint_id, "day": received_at[:10],
                           "compliant": found.compliant, "overdue": found.overdue})  # fmt: skip
-    moved = conn.execute(sql.advance, advances).rowcount
+    moved = conn.exec_driver_sql(sql.advance, advances).rowcount
     if moved != len(advances):
         raise BulkMismatch(f"{moved} of {len(advances)} endpoints advanced")
-    conn.execute(sql.insert_report, rows)
+    conn.exec_driver_sql(sql.insert_report, rows)
     if cleared:
-        conn.execute(sql.clear_pending, cleared)
+        conn.exec_driver_sql(sql.clear_pending, cleared)
     if updates:
-        conn.execute(sql.upsert_update, updates)
+        conn.exec_driver_sql(sql.upsert_update, updates)
     if runs:
-        conn.execute(sql.upsert_run, runs)
+        conn.exec_driver_sql(sql.upsert_run, runs)
     for endpoint_id, installed, finished_at in installs:
         conn.execute(update(endpoint_updates).where(
             endpoint_updates.c.endpoint_id == endpoint_id,
@@ -229,7 +246,7 @@ def _write_round(conn: Connection, sql: _Statements,
             endpoint_updates.c.installed_at.is_(None),
         ).values(installed_at=finished_at, pending=False))  # fmt: skip
     if daily:
-        conn.execute(sql.upsert_daily, daily)
+        conn.exec_driver_sql(sql.upsert_daily, daily)
 
 
 def _unique_updates(report: VerifiedReport, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ a refused report never takes its neighbours down with it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -20,7 +21,7 @@ import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -291,6 +292,12 @@ class CollectorStore:
             value = conn.execute(_PUBLIC_KEY, {"id": endpoint_id}).scalar()
         return str(value) if value is not None else None
 
+    def public_keys(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` pinned keys as ``(endpoint id, base64 key)``, to warm a key cache."""
+        with self.reading() as conn:
+            rows = conn.execute(select(endpoints.c.id, endpoints.c.public_key).limit(limit)).all()
+        return [(str(r.id), str(r.public_key)) for r in rows]
+
     # -- reports -----------------------------------------------------------------------
 
     def store_batch(self, batch: Sequence[VerifiedReport]) -> list[int]:
@@ -372,7 +379,7 @@ class CollectorStore:
             return
         if not extract.updates_truncated(report.payload):
             conn.execute(update(endpoint_updates).where(
-                endpoint_updates.c.endpoint_id == report.endpoint_id, endpoint_updates.c.pending.is_(True)
+                endpoint_updates.c.endpoint_id == report.endpoint_id, endpoint_updates.c.pending.is_not(False)
             ).values(pending=False))  # fmt: skip
         for row in rows:
             _upsert(conn, endpoint_updates, {**row, "endpoint_id": report.endpoint_id, "pending": True, "seq": report.seq},
@@ -435,15 +442,23 @@ class Overloaded(TemporaryFailure):
     """The writer's queue is full: answer 429 and let the agent come back later."""
 
 
+_Item = tuple[VerifiedReport, "Future[int] | asyncio.Future[int]"]  # a report and who waits
+
+
 class BatchWriter:
-    """One thread that stores reports in batches; :meth:`submit` gives a future verdict."""
+    """One thread that stores reports in batches.
+
+    :meth:`submit` gives a thread future; :meth:`submit_async` an asyncio future, and the
+    futures of one batch are settled with a single wake-up of their event loop (one
+    cross-thread call per batch, not one per report).
+    """
 
     def __init__(
         self, store: CollectorStore, *, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE
     ) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[VerifiedReport, Future[int]] | None] = queue.Queue(max_queue)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="patchd-writer", daemon=True)
         self.batches = 0
         self.stored = 0
@@ -462,13 +477,22 @@ class BatchWriter:
 
     def submit(self, report: VerifiedReport) -> Future[int]:
         future: Future[int] = Future()
+        self._put(report, future)
+        return future
+
+    def submit_async(self, report: VerifiedReport) -> asyncio.Future[int]:
+        """Queue ``report``; its verdict arrives in the calling event loop."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._put(report, future)
+        return future
+
+    def _put(self, report: VerifiedReport, future: Future[int] | asyncio.Future[int]) -> None:
         try:
             self._queue.put_nowait((report, future))
         except queue.Full:
             raise Overloaded(
                 "the collector is busy storing reports", hint="retry after a few seconds"
             ) from None
-        return future
 
     def _run(self) -> None:
         stopping = False
@@ -488,25 +512,43 @@ class BatchWriter:
                 batch.append(item)
             self._write(batch)
 
-    def _write(self, batch: list[tuple[VerifiedReport, Future[int]]]) -> None:
+    def _write(self, batch: list[_Item]) -> None:
+        outcomes: list[int | BaseException]
         try:
             verdicts = self.store.store_batch([r for r, _ in batch])
-        except (
-            Exception
-        ) as e:  # the database is down or locked: every report in it is retried by its agent
-            log.error(
-                "could not store %d report(s): %s: %s",
-                len(batch),
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
-            )
-            for _, future in batch:
-                future.set_exception(TemporaryFailure("the collector could not store the report"))
-            return
-        self.batches += 1
-        self.stored += sum(v == Verdict.STORED for v in verdicts)
-        for (_, future), verdict in zip(batch, verdicts, strict=True):
-            future.set_result(verdict)
+        except Exception as e:  # the database is down or locked: its agents retry every report
+            log.error("could not store %d report(s): %s: %s", len(batch), type(e).__name__,
+                      str(e).splitlines()[0] if str(e) else "")  # fmt: skip
+            outcomes = [TemporaryFailure("the collector could not store the report") for _ in batch]
+        else:
+            self.batches += 1
+            self.stored += sum(v == Verdict.STORED for v in verdicts)
+            outcomes = list(verdicts)
+        waiting: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]
+        ] = {}
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(future, asyncio.Future):
+                waiting.setdefault(future.get_loop(), []).append((future, outcome))
+            else:
+                _settle(future, outcome)
+        for loop, futures in waiting.items():
+            with suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle_all, futures)
+
+
+def _settle(future: Future[int] | asyncio.Future[int], outcome: int | BaseException) -> None:
+    if future.done():  # an asyncio future whose request went away
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(futures: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    for future, outcome in futures:
+        _settle(future, outcome)
 
 
 def token_summary(conn: Connection) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Stored one by one, a report costs about ten SQL statements, each built, compiled and sent
 separately; at thousands of reports a second that, not the signature check, was the
-collector's limit. Here the batch's endpoint rows are read once and locked (SQLite: the
+collector's limit. Here each report's rows are made first (:func:`prepare`, before any
+lock, as they depend on nothing stored); then the batch's endpoint rows are read once and locked (SQLite: the
 writer's ``BEGIN IMMEDIATE``; PostgreSQL: ``FOR UPDATE``, in id order so collectors
 sharing a database never deadlock on each other), every verdict is decided from that
 locked state exactly as :meth:`CollectorStore._store_one` decides it, and each kind of
@@ -16,7 +17,7 @@ unexpected raises: the caller rolls this back and stores the batch report by rep
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -39,6 +40,9 @@ STORED, DUPLICATE, CONFLICT, UNKNOWN = 202, 200, 409, 401  # as store.Verdict
 FlagWriter = Callable[[Connection, str, str, str], None]  # (conn, endpoint id, kind, detail)
 
 
+_SUMMARY_KEYS = tuple(extract.summary({}).values)  # the endpoint columns a report sets
+
+
 class BulkMismatch(Exception):
     """The database did not change as the locked state said it would: store one by one."""
 
@@ -48,13 +52,6 @@ class _Pinned:
     public_key: str
     key_epoch: int
     last_seq: int
-
-
-@dataclass
-class _Round:
-    """Stored reports to write together: at most one per endpoint."""
-
-    reports: list[tuple[VerifiedReport, int]] = field(default_factory=list)  # (report, epoch)
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ def _statements(dialect_name: str) -> _Statements:
         reports.c.endpoint_id.in_(bindparam("ids", expanding=True)),
         reports.c.seq.in_(bindparam("seqs", expanding=True)),
     )  # fmt: skip
-    summary_keys = tuple(extract.summary({}).values)
+    summary_keys = _SUMMARY_KEYS
     advance = (
         update(endpoints)
         .where(endpoints.c.id == bindparam("b_id"), endpoints.c.key_epoch == bindparam("b_epoch"),
@@ -155,30 +152,81 @@ def _row_columns(rows: list[dict[str, Any]] | None, *extra: str) -> tuple[str, .
     return (*rows[0], *extra)
 
 
-def store_reports(conn: Connection, batch: Sequence[VerifiedReport], received: datetime,
-                  flag: FlagWriter) -> list[int]:  # fmt: skip
+@dataclass(frozen=True)
+class Prepared:
+    """A report's rows, made before the database is locked (they depend on nothing in it).
+
+    Only the key epoch is filled in under the lock, once the report's verdict is known.
+    """
+
+    report: VerifiedReport
+    advance: dict[str, Any]
+    row: dict[str, Any]
+    clear_pending: bool
+    updates: list[dict[str, Any]]
+    runs: list[dict[str, Any]]
+    installs: list[tuple[str, list[str], str]]  # (endpoint id, update ids, finished at)
+    daily: dict[str, Any] | None
+
+
+def prepare(batch: Sequence[VerifiedReport], received: datetime) -> list[Prepared]:
+    """Every report's rows, as :func:`store_reports` writes them for a stored report."""
+    received_at = stamp(received)
+    return [_prepared(report, received_at) for report in batch]
+
+
+def _prepared(report: VerifiedReport, received_at: str) -> Prepared:
+    found = extract.summary(report.payload)
+    advance = {"b_id": report.endpoint_id, "b_seq": report.seq, "b_received": received_at,
+               "b_created": report.created_at, **{f"v_{k}": found.values[k] for k in _SUMMARY_KEYS}}  # fmt: skip
+    row = {"endpoint_id": report.endpoint_id, "seq": report.seq, "received_at": received_at,
+           "created_at": report.created_at, "sha256": report.sha256, "envelope": report.envelope}  # fmt: skip
+    listed = extract.update_rows(report.payload)
+    runs, installs = [], []
+    for run in extract.run_rows(report.payload):
+        installed = run.pop("installed")
+        runs.append({**run, "endpoint_id": report.endpoint_id, "seq": report.seq})
+        if installed and run["finished_at"] and run["kind"] == "apply" and not run["dry_run"]:
+            installs.append((report.endpoint_id, installed, run["finished_at"]))
+    daily = None
+    if found.compliant is not None:
+        daily = {"endpoint_id": report.endpoint_id, "day": received_at[:10],
+                 "compliant": found.compliant, "overdue": found.overdue}  # fmt: skip
+    return Prepared(
+        report=report,
+        advance=advance,
+        row=row,
+        clear_pending=listed is not None and not extract.updates_truncated(report.payload),
+        updates=_unique_updates(report, listed) if listed is not None else [],
+        runs=runs,
+        installs=installs,
+        daily=daily,
+    )
+
+
+def store_reports(conn: Connection, batch: Sequence[Prepared], flag: FlagWriter) -> list[int]:
     """Store ``batch`` inside the caller's transaction; the verdict for each, in order."""
     sql = _statements(conn.dialect.name)
-    ids = sorted({r.endpoint_id for r in batch})
+    ids = sorted({p.report.endpoint_id for p in batch})
     pinned = {row.id: _Pinned(row.public_key, row.key_epoch, row.last_seq)
               for row in conn.execute(sql.pinned, {"ids": ids})}  # fmt: skip
     known = {(row.endpoint_id, row.key_epoch, row.seq): row.sha256 for row in
-             conn.execute(sql.known, {"ids": ids, "seqs": sorted({r.seq for r in batch})})}  # fmt: skip
+             conn.execute(sql.known, {"ids": ids, "seqs": sorted({p.report.seq for p in batch})})}  # fmt: skip
     verdicts: list[int] = []
-    rounds: list[_Round] = []
+    rounds: list[list[tuple[Prepared, int]]] = []  # at most one report per endpoint in each
     written: dict[str, int] = {}  # endpoint id -> reports stored for it in this batch
-    for report in batch:
+    for prepared in batch:
+        report = prepared.report
         verdict, epoch = _decide(conn, report, pinned, known, flag)
         verdicts.append(verdict)
         if verdict == STORED:
             n = written.get(report.endpoint_id, 0)
             written[report.endpoint_id] = n + 1
             if n == len(rounds):
-                rounds.append(_Round())
-            rounds[n].reports.append((report, epoch))
-    received_at = stamp(received)
-    for found in rounds:
-        _write_round(conn, sql, found.reports, received_at)
+                rounds.append([])
+            rounds[n].append((prepared, epoch))
+    for stored in rounds:
+        _write_round(conn, sql, stored)
     return verdicts
 
 
@@ -205,46 +253,29 @@ def _decide(conn: Connection, report: VerifiedReport, pinned: dict[str, _Pinned]
     return STORED, state.key_epoch
 
 
-def _write_round(conn: Connection, sql: _Statements,
-                 stored: list[tuple[VerifiedReport, int]], received_at: str) -> None:  # fmt: skip
-    advances, rows, cleared, updates, runs, installs, daily = [], [], [], [], [], [], []
-    for report, epoch in stored:
-        found = extract.summary(report.payload)
-        advances.append({"b_id": report.endpoint_id, "b_epoch": epoch, "b_seq": report.seq,
-                         "b_received": received_at, "b_created": report.created_at,
-                         **{f"v_{k}": found.values[k] for k in sql.summary_keys}})  # fmt: skip
-        rows.append({"endpoint_id": report.endpoint_id, "key_epoch": epoch, "seq": report.seq,
-                     "received_at": received_at, "created_at": report.created_at,
-                     "sha256": report.sha256, "envelope": report.envelope})  # fmt: skip
-        listed = extract.update_rows(report.payload)
-        if listed is not None:
-            if not extract.updates_truncated(report.payload):
-                cleared.append({"b_id": report.endpoint_id})
-            updates += _unique_updates(report, listed)
-        for run in extract.run_rows(report.payload):
-            installed = run.pop("installed")
-            runs.append({**run, "endpoint_id": report.endpoint_id, "seq": report.seq})
-            if installed and run["finished_at"] and run["kind"] == "apply" and not run["dry_run"]:
-                installs.append((report.endpoint_id, installed, run["finished_at"]))
-        if found.compliant is not None:
-            daily.append({"endpoint_id": report.endpoint_id, "day": received_at[:10],
-                          "compliant": found.compliant, "overdue": found.overdue})  # fmt: skip
+def _write_round(conn: Connection, sql: _Statements, stored: list[tuple[Prepared, int]]) -> None:
+    advances = [{**p.advance, "b_epoch": epoch} for p, epoch in stored]
     moved = conn.exec_driver_sql(sql.advance, advances).rowcount
     if moved != len(advances):
         raise BulkMismatch(f"{moved} of {len(advances)} endpoints advanced")
-    conn.exec_driver_sql(sql.insert_report, rows)
+    conn.exec_driver_sql(sql.insert_report, [{**p.row, "key_epoch": epoch} for p, epoch in stored])
+    cleared = [{"b_id": p.report.endpoint_id} for p, _ in stored if p.clear_pending]
     if cleared:
         conn.exec_driver_sql(sql.clear_pending, cleared)
+    updates = [row for p, _ in stored for row in p.updates]
     if updates:
         conn.exec_driver_sql(sql.upsert_update, updates)
+    runs = [row for p, _ in stored for row in p.runs]
     if runs:
         conn.exec_driver_sql(sql.upsert_run, runs)
-    for endpoint_id, installed, finished_at in installs:
-        conn.execute(update(endpoint_updates).where(
-            endpoint_updates.c.endpoint_id == endpoint_id,
-            endpoint_updates.c.update_id.in_(installed),
-            endpoint_updates.c.installed_at.is_(None),
-        ).values(installed_at=finished_at, pending=False))  # fmt: skip
+    for p, _ in stored:
+        for endpoint_id, installed, finished_at in p.installs:
+            conn.execute(update(endpoint_updates).where(
+                endpoint_updates.c.endpoint_id == endpoint_id,
+                endpoint_updates.c.update_id.in_(installed),
+                endpoint_updates.c.installed_at.is_(None),
+            ).values(installed_at=finished_at, pending=False))  # fmt: skip
+    daily = [p.daily for p, _ in stored if p.daily is not None]
     if daily:
         conn.exec_driver_sql(sql.upsert_daily, daily)
 

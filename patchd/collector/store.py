@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import json
 import logging
+import os
 import queue
 import secrets
 import threading
@@ -25,7 +26,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
@@ -189,6 +190,7 @@ class CollectorStore:
         except SQLAlchemyError as e:
             raise ConfigError(f"cannot open the collector database: {type(e).__name__}: {str(e).splitlines()[0]}",
                               hint="check --db (a writable file path, or a reachable postgresql:// URL)") from None  # fmt: skip
+        self._turn_file = _turn_file(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -196,6 +198,28 @@ class CollectorStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._turn_file is not None:
+            self._turn_file.close()
+            self._turn_file = None
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On a SQLite file, wait for the other collector processes' writers by a lock file.
+
+        SQLite makes a writer that finds the database locked sleep and poll (1, 2, 5 ...
+        up to 100 ms); a blocking ``flock`` wakes the next writer the moment the last one
+        commits, so several worker processes hand the database on without idle gaps.
+        """
+        if self._turn_file is None:
+            yield
+            return
+        import fcntl
+
+        fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -308,10 +332,11 @@ class CollectorStore:
         savepoint, so a report the database refuses never takes its neighbours down.
         """
         received = self.clock()
-        with self.engine.begin() as conn:
+        prepared = bulk.prepare(batch, received)  # before the lock: other writers need not wait
+        with self._writer_turn(), self.engine.begin() as conn:
             try:
                 with conn.begin_nested():
-                    return bulk.store_reports(conn, batch, received, self._flag)
+                    return bulk.store_reports(conn, prepared, self._flag)
             except (SQLAlchemyError, bulk.BulkMismatch) as e:
                 log.warning("storing %d report(s) one by one: %s: %s", len(batch),
                             type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
@@ -432,6 +457,19 @@ class CollectorStore:
                 select(policies).order_by(policies.c.version.desc()).limit(1)
             ).first()
         return dict(row._mapping) if row is not None else None
+
+
+def _turn_file(engine: Engine) -> IO[bytes] | None:
+    """The lock file report writers of one SQLite database take turns on (POSIX only)."""
+    database = engine.url.database
+    if (
+        engine.dialect.name != "sqlite"
+        or os.name != "posix"
+        or not database
+        or database == ":memory:"
+    ):
+        return None
+    return open(f"{database}-writer.lock", "ab")  # held open for the store's life
 
 
 def _sha256(text: str) -> str:

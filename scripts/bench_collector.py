@@ -263,23 +263,32 @@ def run_phase(process: subprocess.Popen[bytes], port: int, kind: str,
         child = _fork.Process(target=target, args=(port, work[part::GENERATORS], cpus, go, sender))
         child.start()
         children.append((child, receiver))
-    time.sleep(1.0)  # the sustained generators open their connections first
-    cpu_before = collector_cpu(process)
-    go.set()
     merged = PhaseResult(statuses=Counter(), started=float("inf"))
-    for child, receiver in children:
-        if not receiver.poll(DEADLINE_S + 30):
-            raise RuntimeError(f"a {kind} load generator did not finish")
-        part_result: PhaseResult = receiver.recv()
-        child.join()
-        merged.latencies += part_result.latencies
-        merged.statuses.update(part_result.statuses)
-        merged.errors += part_result.errors
-        merged.started = min(merged.started, part_result.started)
-        merged.finished = max(merged.finished, part_result.finished)
-        merged.cpu_s += part_result.cpu_s
+    try:
+        time.sleep(1.0)  # the sustained generators open their connections first
+        cpu_before = collector_cpu(process)
+        go.set()
+        for _, receiver in children:
+            if not receiver.poll(DEADLINE_S + 30):
+                raise RuntimeError(f"a {kind} load generator did not finish")
+            _merge(merged, receiver.recv())
+    finally:
+        for child, _ in children:  # only the generators this phase started
+            child.join(timeout=STOP_TIMEOUT_S)
+            if child.is_alive():
+                child.terminate()
+                child.join()
     sent = sum(len(q) for q in work) if kind == "sustained" else len(work)
     return Phase(sent, merged, collector_cpu(process) - cpu_before)
+
+
+def _merge(merged: PhaseResult, part: PhaseResult) -> None:
+    merged.latencies += part.latencies
+    merged.statuses.update(part.statuses)
+    merged.errors += part.errors
+    merged.started = min(merged.started, part.started)
+    merged.finished = max(merged.finished, part.finished)
+    merged.cpu_s += part.cpu_s
 
 
 def stored_reports(db: Path) -> int:

@@ -30,17 +30,17 @@ from sqlalchemy import select
 
 from patchd import __version__
 from patchd.collector import compliance as metrics
-from patchd.collector.ingest import MAX_REPORT_BYTES, KeyCache, Rejected, verify_report
+from patchd.collector.ingest import MAX_CACHED_KEYS, MAX_REPORT_BYTES, KeyCache, Rejected
+from patchd.collector.report_route import REPORTS_PATH, CollectorApp, answer, busy
 from patchd.collector.schema import endpoint_runs, endpoint_updates, endpoints, flags, reports
-from patchd.collector.store import BatchWriter, CollectorStore, Overloaded, Verdict, loads
-from patchd.errors import ConfigError, PatchdError, TemporaryFailure, UsageError
+from patchd.collector.store import BatchWriter, CollectorStore, loads
+from patchd.errors import ConfigError, PatchdError, UsageError
 from patchd.signing.dsse import POLICY_PAYLOAD_TYPE
 from patchd.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_ENROL_BYTES = 4096
-RETRY_AFTER_S = 5  # what an overloaded collector asks agents to wait
 SESSION_COOKIE = "patchd_session"
 SESSION_SECONDS = 12 * 3600  # a dashboard login lasts this long
 MAX_LIST = 10_000
@@ -96,6 +96,7 @@ class State:
         self.store = CollectorStore(settings.db, clock=settings.clock)
         self.writer = BatchWriter(self.store, max_queue=settings.max_queue)
         self.keys = KeyCache(self.store.public_key)
+        self.keys.preload(self.store.public_keys(MAX_CACHED_KEYS))
         self.counters: dict[str, int] = {}
 
     @property
@@ -181,7 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.to_thread(state.writer.stop)
             state.store.close()
 
-    app = FastAPI(title="patchd collector", version=__version__, lifespan=lifespan,
+    app = CollectorApp(title="patchd collector", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # fmt: skip
     app.add_exception_handler(Rejected, rejected_handler)  # type: ignore[arg-type]
     app.include_router(router)
@@ -226,31 +227,19 @@ async def enroll(request: Request) -> JSONResponse:
     )
 
 
-@router.post("/v1/reports", status_code=202, tags=["agents"])
+@router.post(REPORTS_PATH, status_code=202, tags=["agents"])
 async def report(request: Request) -> JSONResponse:
-    """Store a signed report (a DSSE envelope)."""
+    """Store a signed report (a DSSE envelope).
+
+    :class:`CollectorApp` serves this path itself, before FastAPI's routing
+    (:mod:`patchd.collector.report_route`); this route documents it, with the same code.
+    """
     state = _state(request)
-    if state.writer.depth >= state.settings.max_queue:
-        state.count("overloaded")
-        return _problem(429, "the collector is busy", {"Retry-After": str(RETRY_AFTER_S)})
-    body = await read_body(request, MAX_REPORT_BYTES)
-    verified = verify_report(body, state.keys)
-    try:
-        verdict = await asyncio.wrap_future(state.writer.submit(verified))
-    except Overloaded:
-        state.count("overloaded")
-        return _problem(429, "the collector is busy", {"Retry-After": str(RETRY_AFTER_S)})
-    except TemporaryFailure:
-        return _problem(
-            503, "the collector could not store the report", {"Retry-After": str(RETRY_AFTER_S)}
-        )
-    state.count(f"reports_{verdict}")
-    if verdict == Verdict.UNKNOWN:
-        state.keys.forget(verified.endpoint_id)
-    answer = {Verdict.STORED: "stored", Verdict.DUPLICATE: "duplicate",
-              Verdict.CONFLICT: "refused: sequence number not above the last stored",
-              Verdict.UNKNOWN: "unknown endpoint"}[verdict]  # fmt: skip
-    return JSONResponse({"status": answer, "seq": verified.seq}, status_code=verdict)
+    found = busy(state)
+    if found is None:
+        found = await answer(state, await read_body(request, MAX_REPORT_BYTES))
+    status, document, headers = found
+    return JSONResponse(document, status_code=status, headers=headers or None)
 
 
 @router.get("/v1/policy", tags=["agents"])

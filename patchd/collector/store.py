@@ -10,27 +10,29 @@ a refused report never takes its neighbours down with it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import json
 import logging
+import os
 import queue
 import secrets
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from patchd.collector import extract
+from patchd.collector import bulk, extract
 from patchd.collector.ingest import VerifiedReport
 from patchd.collector.schema import (
     endpoint_daily,
@@ -54,6 +56,8 @@ TOKEN_PREFIX = "pdt_"  # noqa: S105 - a marker, not a secret
 MAX_TOKEN_USES = 1_000_000
 MAX_TOKEN_TTL = timedelta(days=365)
 SQLITE_BUSY_MS = 30_000
+READ_ONLY = "patchd_read_only"  # execution option: a read transaction (SQLite: plain BEGIN)
+_PUBLIC_KEY = select(endpoints.c.public_key).where(endpoints.c.id == bindparam("id"))
 
 
 class Verdict:
@@ -87,7 +91,9 @@ def database_url(text: str) -> str:
 
 def open_engine(url: str) -> Engine:
     """An engine for ``url`` with the settings patchd relies on (WAL and FULL sync on SQLite)."""
-    engine = create_engine(database_url(url), pool_pre_ping=True)
+    resolved = database_url(url)
+    # A server connection can die under the pool; a SQLite file's cannot (no ping needed).
+    engine = create_engine(resolved, pool_pre_ping=not resolved.startswith("sqlite"))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -103,9 +109,10 @@ def open_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql(
-                "BEGIN IMMEDIATE"
-            )  # take the write lock up front: no upgrade deadlocks
+            # Writers take the write lock up front (no upgrade deadlocks); readers never
+            # wait for it: in WAL mode they see the last commit while the writer works.
+            reader = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -183,6 +190,7 @@ class CollectorStore:
         except SQLAlchemyError as e:
             raise ConfigError(f"cannot open the collector database: {type(e).__name__}: {str(e).splitlines()[0]}",
                               hint="check --db (a writable file path, or a reachable postgresql:// URL)") from None  # fmt: skip
+        self._turn_file = _turn_file(self.engine)
 
     @property
     def dialect(self) -> str:
@@ -190,10 +198,33 @@ class CollectorStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._turn_file is not None:
+            self._turn_file.close()
+            self._turn_file = None
+
+    @contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """On a SQLite file, wait for the other collector processes' writers by a lock file.
+
+        SQLite makes a writer that finds the database locked sleep and poll (1, 2, 5 ...
+        up to 100 ms); a blocking ``flock`` wakes the next writer the moment the last one
+        commits, so several worker processes hand the database on without idle gaps.
+        """
+        if self._turn_file is None:
+            yield
+            return
+        import fcntl
+
+        fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_UN)
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        """A connection for reads only, which never waits for the report writer."""
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             yield conn
 
     # -- enrolment tokens --------------------------------------------------------------
@@ -281,19 +312,35 @@ class CollectorStore:
         return str(row.pending_public_key)
 
     def public_key(self, endpoint_id: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(endpoints.c.public_key).where(endpoints.c.id == endpoint_id)
-            ).scalar()
+        with self.reading() as conn:
+            value = conn.execute(_PUBLIC_KEY, {"id": endpoint_id}).scalar()
         return str(value) if value is not None else None
+
+    def public_keys(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` pinned keys as ``(endpoint id, base64 key)``, to warm a key cache."""
+        with self.reading() as conn:
+            rows = conn.execute(select(endpoints.c.id, endpoints.c.public_key).limit(limit)).all()
+        return [(str(r.id), str(r.public_key)) for r in rows]
 
     # -- reports -----------------------------------------------------------------------
 
     def store_batch(self, batch: Sequence[VerifiedReport]) -> list[int]:
-        """Store ``batch`` in one transaction; the verdict for each, in order."""
+        """Store ``batch`` in one transaction; the verdict for each, in order.
+
+        The whole batch is written with a few statements (:mod:`patchd.collector.bulk`);
+        if that fails it is rolled back and the reports are stored one by one, each in a
+        savepoint, so a report the database refuses never takes its neighbours down.
+        """
         received = self.clock()
-        verdicts = []
-        with self.engine.begin() as conn:
+        prepared = bulk.prepare(batch, received)  # before the lock: other writers need not wait
+        with self._writer_turn(), self.engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    return bulk.store_reports(conn, prepared, self._flag)
+            except (SQLAlchemyError, bulk.BulkMismatch) as e:
+                log.warning("storing %d report(s) one by one: %s: %s", len(batch),
+                            type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
+            verdicts = []
             for report in batch:
                 with conn.begin_nested():
                     verdicts.append(self._store_one(conn, report, received))
@@ -358,7 +405,7 @@ class CollectorStore:
             return
         if not extract.updates_truncated(report.payload):
             conn.execute(update(endpoint_updates).where(
-                endpoint_updates.c.endpoint_id == report.endpoint_id, endpoint_updates.c.pending.is_(True)
+                endpoint_updates.c.endpoint_id == report.endpoint_id, endpoint_updates.c.pending.is_not(False)
             ).values(pending=False))  # fmt: skip
         for row in rows:
             _upsert(conn, endpoint_updates, {**row, "endpoint_id": report.endpoint_id, "pending": True, "seq": report.seq},
@@ -406,11 +453,24 @@ class CollectorStore:
             ))  # fmt: skip
 
     def newest_policy(self) -> Mapping[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(
                 select(policies).order_by(policies.c.version.desc()).limit(1)
             ).first()
         return dict(row._mapping) if row is not None else None
+
+
+def _turn_file(engine: Engine) -> IO[bytes] | None:
+    """The lock file report writers of one SQLite database take turns on (POSIX only)."""
+    database = engine.url.database
+    if (
+        engine.dialect.name != "sqlite"
+        or os.name != "posix"
+        or not database
+        or database == ":memory:"
+    ):
+        return None
+    return open(f"{database}-writer.lock", "ab")  # held open for the store's life
 
 
 def _sha256(text: str) -> str:
@@ -421,15 +481,23 @@ class Overloaded(TemporaryFailure):
     """The writer's queue is full: answer 429 and let the agent come back later."""
 
 
+_Item = tuple[VerifiedReport, "Future[int] | asyncio.Future[int]"]  # a report and who waits
+
+
 class BatchWriter:
-    """One thread that stores reports in batches; :meth:`submit` gives a future verdict."""
+    """One thread that stores reports in batches.
+
+    :meth:`submit` gives a thread future; :meth:`submit_async` an asyncio future, and the
+    futures of one batch are settled with a single wake-up of their event loop (one
+    cross-thread call per batch, not one per report).
+    """
 
     def __init__(
         self, store: CollectorStore, *, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE
     ) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: queue.Queue[tuple[VerifiedReport, Future[int]] | None] = queue.Queue(max_queue)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="patchd-writer", daemon=True)
         self.batches = 0
         self.stored = 0
@@ -448,13 +516,22 @@ class BatchWriter:
 
     def submit(self, report: VerifiedReport) -> Future[int]:
         future: Future[int] = Future()
+        self._put(report, future)
+        return future
+
+    def submit_async(self, report: VerifiedReport) -> asyncio.Future[int]:
+        """Queue ``report``; its verdict arrives in the calling event loop."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._put(report, future)
+        return future
+
+    def _put(self, report: VerifiedReport, future: Future[int] | asyncio.Future[int]) -> None:
         try:
             self._queue.put_nowait((report, future))
         except queue.Full:
             raise Overloaded(
                 "the collector is busy storing reports", hint="retry after a few seconds"
             ) from None
-        return future
 
     def _run(self) -> None:
         stopping = False
@@ -474,25 +551,43 @@ class BatchWriter:
                 batch.append(item)
             self._write(batch)
 
-    def _write(self, batch: list[tuple[VerifiedReport, Future[int]]]) -> None:
+    def _write(self, batch: list[_Item]) -> None:
+        outcomes: list[int | BaseException]
         try:
             verdicts = self.store.store_batch([r for r, _ in batch])
-        except (
-            Exception
-        ) as e:  # the database is down or locked: every report in it is retried by its agent
-            log.error(
-                "could not store %d report(s): %s: %s",
-                len(batch),
-                type(e).__name__,
-                str(e).splitlines()[0] if str(e) else "",
-            )
-            for _, future in batch:
-                future.set_exception(TemporaryFailure("the collector could not store the report"))
-            return
-        self.batches += 1
-        self.stored += sum(v == Verdict.STORED for v in verdicts)
-        for (_, future), verdict in zip(batch, verdicts, strict=True):
-            future.set_result(verdict)
+        except Exception as e:  # the database is down or locked: its agents retry every report
+            log.error("could not store %d report(s): %s: %s", len(batch), type(e).__name__,
+                      str(e).splitlines()[0] if str(e) else "")  # fmt: skip
+            outcomes = [TemporaryFailure("the collector could not store the report") for _ in batch]
+        else:
+            self.batches += 1
+            self.stored += sum(v == Verdict.STORED for v in verdicts)
+            outcomes = list(verdicts)
+        waiting: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int | BaseException]]
+        ] = {}
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(future, asyncio.Future):
+                waiting.setdefault(future.get_loop(), []).append((future, outcome))
+            else:
+                _settle(future, outcome)
+        for loop, futures in waiting.items():
+            with suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle_all, futures)
+
+
+def _settle(future: Future[int] | asyncio.Future[int], outcome: int | BaseException) -> None:
+    if future.done():  # an asyncio future whose request went away
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settle_all(futures: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    for future, outcome in futures:
+        _settle(future, outcome)
 
 
 def token_summary(conn: Connection) -> list[dict[str, Any]]:

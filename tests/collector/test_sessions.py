@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from patchd.collector.app import SESSION_SECONDS, Settings, State
 
@@ -19,7 +22,19 @@ class Clock:
 
 
 def _state(tmp_path: Path, clock: Clock, token: str = TOKEN) -> State:
-    return State(Settings(db=str(tmp_path / "c.db"), admin_token=token, clock=clock))
+    state = State(Settings(db=str(tmp_path / f"{len(token)}.db"), admin_token=token, clock=clock))
+    _opened.append(state)
+    return state
+
+
+_opened: list[State] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().store.close()
 
 
 def test_a_session_is_valid_until_it_expires(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from patchd.errors import UsageError
 from patchd.timeutil import format_time, utcnow
 
 SCHEMA_VERSION = 1
+MAX_CONNECTIONS = 16_384  # per worker process: open connections plus requests in progress
+LISTEN_BACKLOG = 4096  # connections the kernel queues before accept (capped by somaxconn)
 
 
 def _duration(text: str, option: str) -> timedelta:
@@ -32,6 +34,18 @@ def _listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _allow_open_files(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (never above the hard limit)."""
+    if os.name != "posix":
+        return
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
 def serve(invocation: Invocation) -> int:
     import uvicorn
 
@@ -48,6 +62,7 @@ def serve(invocation: Invocation) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
     CollectorStore(args.db).close()  # migrate once, before any worker starts
+    _allow_open_files(MAX_CONNECTIONS + 256)
     options = {
         "host": host,
         "port": port,
@@ -57,7 +72,10 @@ def serve(invocation: Invocation) -> int:
         "access_log": invocation.debug,
         "server_header": False,
         "timeout_keep_alive": 30,
-        "limit_concurrency": 4096,
+        # A fleet waking at once (10,000 endpoints after an outage) must be queued, not
+        # refused with 503: uvicorn counts open connections against this.
+        "limit_concurrency": MAX_CONNECTIONS,
+        "backlog": LISTEN_BACKLOG,
         "timeout_graceful_shutdown": 30,
     }
     if args.workers == 1:

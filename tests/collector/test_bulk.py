@@ -1,0 +1,177 @@
+"""A batch stored in bulk ends exactly as storing its reports one by one would, on both databases.
+
+Two twin fleets are enrolled in one database; the same sequence of reports (new, a
+second from the same endpoint in the same batch, a duplicate, a fork, a replay, an
+unknown endpoint, a repeated update id) goes to one twin as a single batch and to the
+other one by one (the bulk path made to fail, so the per-report path runs). The
+verdicts and every row they leave must match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from patchd.collector import bulk
+from patchd.collector.ingest import KeyCache, VerifiedReport, verify_report
+from patchd.collector.schema import endpoint_daily, endpoint_updates, endpoints, flags, reports
+from patchd.collector.store import CollectorStore, Verdict
+from tests.collector.conftest import new_database
+from tests.support.collector import SimEndpoint, sections
+
+
+def _update(update_id: str, reason: str = "in the next window") -> dict[str, Any]:
+    return {"id": update_id, "backend": "apt", "name": update_id.split(":")[1], "available_version": "2.0",
+            "classification": "security", "severity": "important", "cves": ["CVE-2025-0001"],
+            "first_seen": "2026-12-01T00:00:00Z", "deadline": "2026-12-08T00:00:00Z", "overdue": False,
+            "decision": "install-later", "reason": reason}  # fmt: skip
+
+
+A, B, C = "apt:liba:amd64=2.0", "apt:libb:amd64=2.0", "apt:libc:amd64=2.0"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CollectorStore]:
+    found = CollectorStore(new_database(request.param, request, tmp_path))
+    yield found
+    found.close()
+
+
+def _twin_fleets(store: CollectorStore) -> tuple[dict[str, SimEndpoint], dict[str, SimEndpoint]]:
+    token = store.create_token(ttl=timedelta(hours=1), uses=10)
+    fleets: tuple[dict[str, SimEndpoint], dict[str, SimEndpoint]] = ({}, {})
+    for twin, fleet in zip(("bulk", "single"), fleets, strict=True):
+        for role in ("one", "two"):
+            endpoint = SimEndpoint(f"{role}-{twin}.example", Ed25519PrivateKey.generate())
+            endpoint.endpoint_id = store.enrol(
+                token.secret, endpoint.public_key, endpoint.hostname
+            ).endpoint_id
+            fleet[role] = endpoint
+        fleet["stranger"] = SimEndpoint(
+            f"stranger-{twin}.example", endpoint_id=f"ep_stranger_{twin}"
+        )
+    return fleets
+
+
+def _reports(fleet: dict[str, SimEndpoint], store: CollectorStore) -> list[VerifiedReport]:
+    one, two, stranger = fleet["one"], fleet["two"], fleet["stranger"]
+
+    def signed(endpoint: SimEndpoint, seq: int, **extra: Any) -> bytes:
+        payload = endpoint.payload(seq, **extra)
+        payload["created_at"] = (
+            "2026-12-04T10:00:00Z"  # the twins' payloads differ only by who they are
+        )
+        return endpoint.envelope(payload)
+
+    first = signed(one, 1, **sections(pending=2, updates=[_update(A), _update(B)]))
+    bodies = [
+        first,
+        signed(two, 4, **sections(overdue=1, pending=1, updates=[_update(C)])),
+        signed(
+            one,
+            2,
+            **sections(pending=2, updates=[_update(B), _update(C, "first"), _update(C, "last")]),
+        ),
+        first,  # the same bytes again: a duplicate
+        signed(one, 1, note="a clone"),  # seq 1 with other bytes: a fork
+        signed(two, 3),  # below seq 4: a replay
+        signed(stranger, 1),  # never enrolled
+    ]
+    keys = {e.endpoint_id: e.public_key for e in fleet.values()}
+    cache = KeyCache(lambda endpoint_id: keys.get(endpoint_id) or store.public_key(endpoint_id))
+    return [verify_report(body, cache) for body in bodies]
+
+
+def _rows(store: CollectorStore, fleet: dict[str, SimEndpoint]) -> dict[str, Any]:
+    """Everything the reports left, with the twin's endpoint ids replaced by their roles."""
+    roles = {e.endpoint_id: role for role, e in fleet.items()}
+    ids = list(roles)
+    with store.reading() as conn:
+        found = {
+            "endpoints": conn.execute(select(endpoints).where(endpoints.c.id.in_(ids))).all(),
+            "reports": conn.execute(select(reports.c.endpoint_id, reports.c.seq, reports.c.sha256)
+                                    .where(reports.c.endpoint_id.in_(ids))).all(),
+            "updates": conn.execute(select(endpoint_updates).where(endpoint_updates.c.endpoint_id.in_(ids))).all(),
+            "daily": conn.execute(select(endpoint_daily).where(endpoint_daily.c.endpoint_id.in_(ids))).all(),
+            "flags": conn.execute(select(flags.c.endpoint_id, flags.c.kind, flags.c.detail)
+                                  .where(flags.c.endpoint_id.in_(ids))).all(),
+        }  # fmt: skip
+    skip = {"hostname", "public_key", "enrolled_at", "token_id", "last_report_at", "sha256"}
+    result: dict[str, Any] = {}
+    for table, rows in found.items():
+        normal = []
+        for row in rows:
+            item = {k: roles.get(v, v) if k in ("id", "endpoint_id") else v
+                    for k, v in row._mapping.items() if k not in skip}  # fmt: skip
+            normal.append(item)
+        result[table] = sorted(normal, key=repr)
+    return result
+
+
+def test_a_batch_ends_as_storing_its_reports_one_by_one(store: CollectorStore) -> None:
+    batched, single = _twin_fleets(store)
+    in_bulk = store.store_batch(_reports(batched, store))
+    with mock.patch.object(bulk, "store_reports", side_effect=bulk.BulkMismatch("injected")):
+        one_by_one = [store.store_batch([r])[0] for r in _reports(single, store)]
+    expected = [Verdict.STORED, Verdict.STORED, Verdict.STORED, Verdict.DUPLICATE,
+                Verdict.CONFLICT, Verdict.CONFLICT, Verdict.UNKNOWN]  # fmt: skip
+    assert in_bulk == expected
+    assert one_by_one == expected
+    assert _rows(store, batched) == _rows(store, single)
+    rows = _rows(store, batched)
+    assert {
+        (u["endpoint_id"], u["update_id"], u["pending"], u["reason"]) for u in rows["updates"]
+    } == {
+        ("one", A, False, "in the next window"),  # no longer listed by seq 2
+        ("one", B, True, "in the next window"),
+        ("one", C, True, "last"),  # listed twice: the later entry wins
+        ("two", C, True, "in the next window"),
+    }
+    assert sorted((f["endpoint_id"], f["kind"]) for f in rows["flags"]) == [
+        ("one", "fork"),
+        ("two", "replay"),
+    ]
+    assert [(r["endpoint_id"], r["seq"]) for r in rows["reports"]] == [
+        ("one", 1),
+        ("one", 2),
+        ("two", 4),
+    ]
+
+
+def test_a_failed_bulk_write_leaves_nothing_behind(store: CollectorStore) -> None:
+    """The fallback starts from a clean slate: the failed attempt's writes are rolled back."""
+    batched, _ = _twin_fleets(store)
+    batch = _reports(batched, store)[:3]
+    real = bulk.store_reports
+
+    def fails_late(*args: Any) -> list[int]:
+        real(*args)  # everything written ...
+        raise bulk.BulkMismatch("injected after the writes")  # ... then refused
+
+    with mock.patch.object(bulk, "store_reports", side_effect=fails_late):
+        assert store.store_batch(batch) == [Verdict.STORED] * 3
+    assert [(r["endpoint_id"], r["seq"]) for r in _rows(store, batched)["reports"]] == [
+        ("one", 1), ("one", 2), ("two", 4)
+    ]  # fmt: skip
+
+
+def test_clearing_pending_updates_searches_by_endpoint(tmp_path: Path) -> None:
+    """Not by the pending index, which would read every pending row of the fleet per report."""
+    store = CollectorStore(str(tmp_path / "plan.db"))
+    try:
+        statement = bulk._statements("sqlite").clear_pending.replace(":b_id", "'ep_x'")
+        with store.reading() as conn:
+            plan = " ".join(
+                str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")
+            )
+    finally:
+        store.close()
+    assert "endpoint_updates_pending" not in plan
+    assert "(endpoint_id=?)" in plan

@@ -16,6 +16,7 @@ import pytest
 
 from patchd.backends.chocolatey.backend import (
     ChocolateyBackend,
+    downgrade_argv,
     list_argv,
     outdated_argv,
     search_argv,
@@ -45,6 +46,10 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
             installed_at[NAME] = NEW
         return "Chocolatey upgraded 1/1 packages.\n"
 
+    def downgrade(argv: tuple[str, ...]) -> str:
+        installed_at[NAME] = OLD
+        return "Chocolatey installed 1/1 packages.\n"
+
     commands = CannedCommands(
         {
             ("choco", "--version"): captured("chocolatey/version.txt"),
@@ -52,6 +57,7 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
             tuple(list_argv(0)): listing,
             tuple(upgrade_argv(NAME, NEW)): upgrade,
             tuple(search_argv(NAME)): f"{NAME}|{NEW}\n{NAME}|{OLD}\n",
+            tuple(downgrade_argv(NAME, OLD)): downgrade,
         }
     ).install(monkeypatch)
     return OfflineFixture(

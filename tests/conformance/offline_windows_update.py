@@ -36,11 +36,17 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
         name = "installed-pending-restart.json" if state["installed"] else "installed-none.json"
         return captured(f"windows-update/{name}")
 
+    def uninstall(argv: tuple[str, ...]) -> str:
+        state["installed"] = False
+        # wua.ps1 reports an uninstall in the same form as an install (no capture of one).
+        return captured("windows-update/install-succeeded.json")
+
     commands = CannedCommands(
         {
             tuple(script_argv("probe")): captured("windows-update/probe.json"),
             tuple(script_argv("search")): captured("windows-update/search.json"),
             tuple(script_argv("install", (UPDATE_ID,))): install,
+            tuple(script_argv("uninstall", (UPDATE_ID,))): uninstall,
             tuple(script_argv("installed")): installed,
         }
     ).install(monkeypatch)

@@ -15,6 +15,7 @@ import pytest
 
 from patchd.backends.winget.backend import (
     WingetBackend,
+    install_argv,
     list_installed_argv,
     list_upgrades_argv,
     upgrade_argv,
@@ -50,6 +51,10 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
             state["version"] = NEW
         return "Successfully installed\r\n"
 
+    def reinstall(argv: tuple[str, ...]) -> str:
+        state["version"] = OLD
+        return "Successfully installed\r\n"
+
     versions = _versions_table()
     assert f"\n{OLD}\n" in versions
     commands = CannedCommands(
@@ -59,6 +64,7 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
             tuple(list_installed_argv()): installed,
             tuple(upgrade_argv(NAME, NEW)): upgrade,
             tuple(versions_argv(NAME)): versions,
+            tuple(install_argv(NAME, OLD)): reinstall,
         }
     ).install(monkeypatch)
     return OfflineFixture(

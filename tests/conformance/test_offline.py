@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from patchd.backends.base import Outcome, ProbeStatus
+from patchd.backends.base import Outcome, ProbeStatus, TransactionResult
 from patchd.errors import BackendError
 from patchd.models import PackageChange, Update
 from patchd.transcript import Transcript
@@ -114,3 +114,27 @@ def test_the_rollback_path_is_stated_before_applying(fx: OfflineFixture, tmp_pat
     assert source.detail  # why there is, or is not, a way back
     if not source.available:
         assert source.kept_file is None
+
+
+def test_rollback_goes_back_where_a_path_was_stated_and_nowhere_else(
+    fx: OfflineFixture, tmp_path: Path
+) -> None:
+    change = _update(fx).change()
+    sources = fx.backend.prepare_rollback([change], tmp_path / "keep", Transcript())
+    assert fx.backend.apply([change], Transcript()).ok
+    kept = {s.change.key: s.kept_file for s in sources if s.kept_file is not None}
+    if fx.rollback_available:
+        result = fx.backend.rollback([change.reversed()], Transcript(), kept)
+        assert result.ok, result
+        assert fx.versions()[fx.update.name] == fx.update.old
+        return
+    # No way back was stated: the rollback is refused or fails, and nothing moves.
+    after = fx.versions()
+    try:
+        refused: TransactionResult | None = fx.backend.rollback(
+            [change.reversed()], Transcript(), kept
+        )
+    except BackendError:
+        refused = None
+    assert refused is None or not refused.ok
+    assert fx.versions() == after

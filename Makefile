@@ -43,7 +43,7 @@ demo: venv debian-deps
 
 # Every benchmark runs (each prints its ratios against limits measured in the same run);
 # the target fails if any of them missed its target.
-BENCHES := scripts/bench.py scripts/bench_pacman.py
+BENCHES := scripts/bench.py scripts/bench_rpm.py scripts/bench_pacman.py
 
 bench: venv debian-deps
 	@status=0; for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || status=1; done; exit $$status

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 BACKENDS: dict[str, str] = {
     "apt": "patchd.backends.apt.backend:AptBackend",
+    "dnf": "patchd.backends.dnf.backend:DnfBackend",
+    "yum": "patchd.backends.dnf.backend:YumBackend",
+    "zypper": "patchd.backends.zypper.backend:ZypperBackend",
     "homebrew": "patchd.backends.homebrew.backend:HomebrewBackend",
     "softwareupdate": "patchd.backends.softwareupdate.backend:SoftwareUpdateBackend",
     "windows-update": "patchd.backends.windows_update.backend:WindowsUpdateBackend",
@@ -35,6 +38,9 @@ BACKENDS: dict[str, str] = {
 # publishers' strings or update identities that the managers themselves do not order.
 VERSION_COMPARATORS: dict[str, str] = {
     "apt": "patchd.backends.apt.versions:compare",
+    "dnf": "patchd.backends.rpm.versions:compare",
+    "yum": "patchd.backends.rpm.versions:compare",
+    "zypper": "patchd.backends.rpm.versions:compare",
     "chocolatey": "patchd.backends.chocolatey.versions:compare",
     "apk": "patchd.backends.apk.versions:compare",
     "pacman": "patchd.backends.pacman.versions:compare",

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_ENROL_BYTES = 4096
 RETRY_AFTER_S = 5  # what an overloaded collector asks agents to wait
 SESSION_COOKIE = "patchd_session"
+SESSION_SECONDS = 12 * 3600  # a dashboard login lasts this long
 MAX_LIST = 10_000
 
 
@@ -95,10 +96,30 @@ class State:
         self.store = CollectorStore(settings.db, clock=settings.clock)
         self.writer = BatchWriter(self.store, max_queue=settings.max_queue)
         self.keys = KeyCache(self.store.public_key)
-        self.session_value = hmac.new(
-            settings.admin_token.encode(), b"patchd dashboard session", hashlib.sha256
-        ).hexdigest()
         self.counters: dict[str, int] = {}
+
+    @property
+    def session_value(self) -> str:
+        """A new dashboard session: when it was issued, and a MAC of that by the admin token.
+
+        Sessions expire after :data:`SESSION_SECONDS` whatever the browser keeps; replacing
+        the admin token ends every session at once (every collector checks the MAC).
+        """
+        issued = str(int(self.settings.clock().timestamp()))
+        return f"{issued}.{self._session_mac(issued)}"
+
+    def _session_mac(self, issued: str) -> str:
+        message = b"patchd dashboard session " + issued.encode()
+        return hmac.new(self.settings.admin_token.encode(), message, hashlib.sha256).hexdigest()
+
+    def valid_session(self, cookie: str) -> bool:
+        issued, _, mac = cookie.partition(".")
+        if not issued.isdigit() or len(issued) > 12 or not mac:
+            return False
+        if not hmac.compare_digest(mac.encode(), self._session_mac(issued).encode()):
+            return False
+        age = self.settings.clock().timestamp() - int(issued)
+        return -300 <= age <= SESSION_SECONDS
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -118,7 +139,7 @@ def is_admin(request: Request) -> bool:
     ):
         return True
     cookie = request.cookies.get(SESSION_COOKIE, "")
-    return bool(cookie) and hmac.compare_digest(cookie.encode(), state.session_value.encode())
+    return bool(cookie) and len(cookie) < 256 and state.valid_session(cookie)
 
 
 def require_admin(request: Request) -> None:

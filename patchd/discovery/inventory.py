@@ -101,7 +101,7 @@ def _hostname(target: Target) -> str:
 def _architecture(target: Target, packages: Sequence[InstalledPackage]) -> str:
     if target.is_host:
         return os.uname().machine if hasattr(os, "uname") else _windows_machine()
-    arches = Counter(p.arch for p in packages if p.arch and p.arch != "all")
+    arches = Counter(p.arch for p in packages if p.arch and p.arch not in ("all", "noarch", "any"))
     return arches.most_common(1)[0][0] if arches else ""
 
 

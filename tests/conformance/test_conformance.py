@@ -17,11 +17,17 @@ from patchd.backends.base import Outcome, ProbeStatus
 from patchd.errors import BackendError
 from patchd.models import Classification, PackageChange, Severity, Update
 from patchd.transcript import Transcript
-from tests.conformance import apt, flatpak, pacman
+from tests.conformance import apt, dnf, flatpak, pacman, zypper
 from tests.conformance.harness import Expected, Fixture, Harness
 from tests.conftest import require
 
-HARNESSES: list[Harness] = [apt.HARNESS, pacman.HARNESS, flatpak.HARNESS]
+HARNESSES: list[Harness] = [
+    apt.HARNESS,
+    dnf.HARNESS,
+    zypper.HARNESS,
+    pacman.HARNESS,
+    flatpak.HARNESS,
+]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda h: h.name)

@@ -10,9 +10,13 @@ from __future__ import annotations
 from patchd.backends import BACKENDS
 from tests.conformance import test_conformance, test_offline
 
-# Backends covered elsewhere for now. dnf, yum and zypper run the real suite on the
-# branch that adds them; the integrator removes each name once its harness is here.
-COVERED_ELSEWHERE: frozenset[str] = frozenset({"dnf", "yum", "zypper"})
+# Registered backends in neither suite yet, each with the reason; shrink it, never grow
+# it quietly. yum (yum 3, EL7) cannot run on this Debian build machine and its listing
+# runs through process.start, which the offline fakes do not answer yet; its command
+# lines are tested in tests/unit/test_rpm_environment.py.
+NOT_YET_COVERED: dict[str, str] = {
+    "yum": "yum 3 does not run here; no offline harness yet",
+}
 
 
 def _covered() -> set[str]:
@@ -22,13 +26,14 @@ def _covered() -> set[str]:
 
 
 def test_every_registered_backend_is_in_a_conformance_suite() -> None:
-    missing = set(BACKENDS) - _covered() - COVERED_ELSEWHERE
+    missing = set(BACKENDS) - _covered() - set(NOT_YET_COVERED)
     assert not missing, f"backends in no conformance suite: {sorted(missing)}"
 
 
 def test_the_exceptions_are_not_stale() -> None:
     # An exception whose harness has arrived is no longer an exception.
-    assert not COVERED_ELSEWHERE & _covered(), "drop these from COVERED_ELSEWHERE"
+    assert not set(NOT_YET_COVERED) & _covered(), "drop these from NOT_YET_COVERED"
+    assert set(NOT_YET_COVERED) <= set(BACKENDS), "an exception for no registered backend"
 
 
 def test_every_harness_names_a_registered_backend() -> None:

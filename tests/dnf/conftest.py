@@ -1,0 +1,37 @@
+"""Fixtures for the CLI tests on a real dnf root (a Rocky Linux 9 look-alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Patchd, require
+from tests.support.rpmcatalogue import RPM_TOOLS, RpmCatalogue, base_specs
+from tests.support.rpmcli import catalogue_for, host_rpm_state_unchanged, make_patchd
+from tests.support.rpmroot import ROCKY_OS_RELEASE, RpmRoot
+
+
+@pytest.fixture(autouse=True)
+def _host_unchanged() -> Iterator[None]:
+    yield from host_rpm_state_unchanged()
+
+
+@pytest.fixture
+def rpm_catalogue(tmp_path_factory: pytest.TempPathFactory) -> RpmCatalogue:
+    require("dnf", *RPM_TOOLS, root=True)
+    return catalogue_for(tmp_path_factory)
+
+
+@pytest.fixture
+def dnf_root(tmp_path: Path, rpm_catalogue: RpmCatalogue) -> RpmRoot:
+    root = RpmRoot.create(tmp_path / "root", tmp_path / "home", os_release=ROCKY_OS_RELEASE)
+    root.set_yum_repos(rpm_catalogue.repos)
+    root.dnf("install", *base_specs())
+    return root
+
+
+@pytest.fixture
+def patchd(dnf_root: RpmRoot, tmp_path: Path) -> Patchd:
+    return make_patchd(dnf_root.path, tmp_path)

@@ -27,9 +27,9 @@ from patchd.target import Target
 from patchd.transcript import Transcript
 from tests.backends.fakeprocess import CannedCommands, captured
 from tests.conftest import require
-from tests.support.flatpakrepo import ARCH, FlatpakRepo, FlatpakRoot
+from tests.support.flatpakrepo import APPS, ARCH, FlatpakRoot, installed_then_updated
 
-HELLO, WORLD = "org.patchd.Hello", "org.patchd.World"
+HELLO, WORLD = APPS
 HOST_INSTALLATION = Path("/var/lib/flatpak")
 
 
@@ -58,21 +58,8 @@ def _host_fingerprint() -> list[str]:
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     require("flatpak")
     host_before = _host_fingerprint()
-    repo = FlatpakRepo(tmp_path / "build")
-    for app in (HELLO, WORLD):
-        repo.export(app, "1")
-    root = FlatpakRoot(tmp_path / "root", repo)
-    for app in (HELLO, WORLD):
-        root.install(app)
-    old = root.commits()
-    for app in (HELLO, WORLD):
-        repo.export(app, "2")
-    new = {
-        f"{app}//stable": root.run(
-            "remote-info", "--show-commit", "test", f"app/{app}/{ARCH}/stable"
-        )[:12]
-        for app in (HELLO, WORLD)
-    }
+    apps = installed_then_updated(tmp_path)
+    root = apps.root
     calls: list[tuple[str, ...]] = []
     real_run = process.run
 
@@ -82,7 +69,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
 
     monkeypatch.setattr(process, "run", spy)
     context = BackendContext(Target.at(root.path), DEBIAN, tmp_path / "work")
-    yield Setup(FlatpakBackend(context), root, old, new, calls)
+    yield Setup(FlatpakBackend(context), root, apps.old, apps.new, calls)
     assert _host_fingerprint() == host_before, "the host's flatpak installation changed"
 
 

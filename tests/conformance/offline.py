@@ -32,7 +32,9 @@ class OfflineFixture:
     # True: the manager's install command moves the database to the new version;
     # False: it exits 0 and changes nothing (the lie the backend must not believe).
     manager_installs: Callable[[bool], None]
-    rollback_available: bool  # what prepare_rollback must say for ``update``
+    # What prepare_rollback must say for ``update``; True: after an apply, the manager's
+    # way back (answered by the fake) returns the database to ``update.old``.
+    rollback_available: bool
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,10 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
             state["active"] = "770"
         return "vlc 3.0.6 from VideoLAN✓ refreshed\n"
 
+    def revert(argv: tuple[str, ...]) -> str:
+        state["active"] = argv[-1].removeprefix("--revision=")
+        return captured("snap/snap-revert.txt")
+
     commands = CannedCommands(
         {
             ("snap", "version"): captured("snap/snap-version.txt"),
@@ -41,6 +45,7 @@ def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
                 "--list",
             ): "Name  Version  Rev  Size  Publisher  Notes\nvlc   3.0.6    770  40MB  videolan✓  -\n",
             ("snap", "refresh", "vlc"): refresh,
+            ("snap", "revert", "vlc"): revert,
         }
     ).install(monkeypatch)
     context = BackendContext(Target(Path("/")), UBUNTU, tmp / "work", {"arch": "amd64"})

@@ -17,11 +17,17 @@ from patchd.backends.base import Outcome, ProbeStatus
 from patchd.errors import BackendError
 from patchd.models import Classification, PackageChange, Severity, Update
 from patchd.transcript import Transcript
-from tests.conformance import apt, dnf, pacman, zypper
+from tests.conformance import apt, dnf, flatpak, pacman, zypper
 from tests.conformance.harness import Expected, Fixture, Harness
 from tests.conftest import require
 
-HARNESSES: list[Harness] = [apt.HARNESS, dnf.HARNESS, zypper.HARNESS, pacman.HARNESS]
+HARNESSES: list[Harness] = [
+    apt.HARNESS,
+    dnf.HARNESS,
+    zypper.HARNESS,
+    pacman.HARNESS,
+    flatpak.HARNESS,
+]
 
 
 @pytest.fixture(params=HARNESSES, ids=lambda h: h.name)
@@ -32,7 +38,16 @@ def harness(request: pytest.FixtureRequest) -> Harness:
 
 
 def _digest(paths: list[Path]) -> dict[Path, str]:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "-" for p in paths}
+    return {p: _fingerprint(p) for p in paths}
+
+
+def _fingerprint(path: Path) -> str:
+    """A file's content hash, a directory's sorted entries, or "-" for nothing there."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.is_dir():
+        return "\n".join(sorted(str(p) for p in path.rglob("*")))
+    return "-"
 
 
 @pytest.fixture
@@ -96,6 +111,13 @@ def test_scan_lists_both_updates_with_their_versions(fixture: Fixture) -> None:
 
 def test_security_metadata_comes_from_the_package_manager(fixture: Fixture) -> None:
     updates = _updates(fixture)
+    if not fixture.has_security_metadata:
+        # Nothing to take from the manager, so nothing may be claimed: no update is
+        # security, and no CVE id or severity appears from anywhere else.
+        for update in updates.values():
+            assert update.classification is not Classification.SECURITY, update
+            assert (update.cves, update.severity) == ((), Severity.UNKNOWN), update
+        return
     security = updates[fixture.security.name]
     assert security.classification is Classification.SECURITY
     assert set(fixture.cves) <= set(security.cves)

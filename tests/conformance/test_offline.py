@@ -1,9 +1,9 @@
 """The interface's promises that need no real package manager, for every offline backend.
 
 Each harness (see :mod:`tests.conformance.offline`) puts a recording fake in place of
-the process gateway. Backends whose tools run here are also in test_conformance.py;
-the others (apk, snap — and Homebrew, softwareupdate, Windows Update, winget,
-Chocolatey when they come) are checked here: add one line to ``HARNESSES``.
+the process gateway. Backends whose tools run here are in test_conformance.py (flatpak
+is in both); the others (apk, snap, Homebrew, softwareupdate, Windows Update, winget,
+Chocolatey) are checked here: a new one is one line in ``HARNESSES``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,31 @@ from pathlib import Path
 
 import pytest
 
-from patchd.backends.base import Outcome, ProbeStatus
+from patchd.backends.base import Outcome, ProbeStatus, TransactionResult
 from patchd.errors import BackendError
 from patchd.models import PackageChange, Update
 from patchd.transcript import Transcript
-from tests.conformance import offline_apk, offline_flatpak, offline_snap
+from tests.conformance import (
+    offline_apk,
+    offline_chocolatey,
+    offline_flatpak,
+    offline_homebrew,
+    offline_snap,
+    offline_softwareupdate,
+    offline_windows_update,
+    offline_winget,
+)
 from tests.conformance.offline import OfflineFixture, OfflineHarness
 
 HARNESSES: list[OfflineHarness] = [
     offline_apk.HARNESS,
     offline_snap.HARNESS,
     offline_flatpak.HARNESS,
+    offline_homebrew.HARNESS,
+    offline_softwareupdate.HARNESS,
+    offline_windows_update.HARNESS,
+    offline_winget.HARNESS,
+    offline_chocolatey.HARNESS,
 ]
 
 
@@ -75,7 +89,11 @@ def test_a_manager_that_claims_success_without_installing_is_not_believed(
     fx.manager_installs(False)
     result = fx.backend.apply([change], Transcript())
     (verdict,) = result.results
-    assert (verdict.outcome, verdict.found_version) == (Outcome.FAILED, fx.update.old)
+    # An update with no installed version before (Windows Update, softwareupdate) is
+    # written "" and may be found absent from the database (None) afterwards.
+    found = verdict.found_version if fx.update.old else verdict.found_version or ""
+    assert (verdict.outcome, found) == (Outcome.FAILED, fx.update.old)
+    assert fx.versions()[fx.update.name] == fx.update.old
     assert not result.ok
 
 
@@ -96,3 +114,27 @@ def test_the_rollback_path_is_stated_before_applying(fx: OfflineFixture, tmp_pat
     assert source.detail  # why there is, or is not, a way back
     if not source.available:
         assert source.kept_file is None
+
+
+def test_rollback_goes_back_where_a_path_was_stated_and_nowhere_else(
+    fx: OfflineFixture, tmp_path: Path
+) -> None:
+    change = _update(fx).change()
+    sources = fx.backend.prepare_rollback([change], tmp_path / "keep", Transcript())
+    assert fx.backend.apply([change], Transcript()).ok
+    kept = {s.change.key: s.kept_file for s in sources if s.kept_file is not None}
+    if fx.rollback_available:
+        result = fx.backend.rollback([change.reversed()], Transcript(), kept)
+        assert result.ok, result
+        assert fx.versions()[fx.update.name] == fx.update.old
+        return
+    # No way back was stated: the rollback is refused or fails, and nothing moves.
+    after = fx.versions()
+    try:
+        refused: TransactionResult | None = fx.backend.rollback(
+            [change.reversed()], Transcript(), kept
+        )
+    except BackendError:
+        refused = None
+    assert refused is None or not refused.ok
+    assert fx.versions() == after

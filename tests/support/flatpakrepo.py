@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 FLATPAK_TIMEOUT_S = 300
 RUNTIME = "org.patchd.Platform"
+APPS = ("org.patchd.Hello", "org.patchd.World")
 ARCH = "x86_64" if os.uname().machine == "x86_64" else os.uname().machine
 
 
@@ -95,3 +97,35 @@ class FlatpakRoot:
 
     def full_commit(self, ref: str) -> str:
         return self.run("info", "--show-commit", ref).strip()
+
+
+@dataclass
+class TwoApps:
+    """Both test applications installed at their first commit; the remote has a second."""
+
+    root: FlatpakRoot
+    old: dict[str, str]  # ID//BRANCH -> abbreviated commit installed
+    new: dict[str, str]  # ID//BRANCH -> abbreviated commit the remote offers
+
+
+def installed_then_updated(workdir: Path) -> TwoApps:
+    """Export, install, export again: the state every real flatpak test starts from.
+
+    The remote keeps the first commits in its history, so flatpak can go back to them.
+    """
+    repo = FlatpakRepo(workdir / "build")
+    for app in APPS:
+        repo.export(app, "1")
+    root = FlatpakRoot(workdir / "root", repo)
+    for app in APPS:
+        root.install(app)
+    old = root.commits()
+    for app in APPS:
+        repo.export(app, "2")
+    new = {
+        f"{app}//stable": root.run(
+            "remote-info", "--show-commit", root.remote, f"app/{app}/{ARCH}/stable"
+        )[:12]
+        for app in APPS
+    }
+    return TwoApps(root, old, new)

@@ -47,14 +47,7 @@ def _settle(path: Path, mode: int, *, follow: bool = True) -> None:
 
 def _install_entry(root: Path, entry: Entry) -> Change:
     path = root / entry.path
-    if path.is_symlink():
-        raise PatchdError(
-            f"{path} is a symbolic link; patchd will not write through it",
-            hint="remove it and run `patchd service install` again",
-        )
     if entry.is_dir:
-        if path.exists() and not path.is_dir():
-            raise PatchdError(f"{path} exists and is not a directory", hint="move it away first")
         created = not path.exists()
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode_was = path.stat().st_mode & 0o7777
@@ -64,8 +57,6 @@ def _install_entry(root: Path, entry: Entry) -> Change:
         )
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     if path.exists():
-        if path.is_dir():
-            raise PatchdError(f"{path} is a directory, expected a file", hint="move it away first")
         if entry.secret or not entry.replace:
             return Change("kept", path, "already there")
         assert entry.content is not None
@@ -82,8 +73,26 @@ def _install_entry(root: Path, entry: Entry) -> Change:
     return Change("created", path)
 
 
+def _preflight(layout: ServiceLayout, root: Path) -> None:
+    """Refuse before changing anything: a symlink or a file where a directory goes, or so."""
+    for entry in layout.entries:
+        path = root / entry.path
+        if path.is_symlink():
+            raise PatchdError(
+                f"{path} is a symbolic link; patchd will not write through it",
+                hint="remove it and run `patchd service install` again",
+            )
+        if path.exists() and path.is_dir() != entry.is_dir:
+            kind = "a directory" if entry.is_dir else "a file"
+            raise PatchdError(f"{path} exists and is not {kind}", hint="move it away first")
+
+
 def install(layout: ServiceLayout, root: Path) -> list[Change]:
-    """Create every entry of ``layout`` under ``root``; return what changed."""
+    """Create every entry of ``layout`` under ``root``; return what changed.
+
+    Every path is checked before the first change, so a refused install changes nothing.
+    """
+    _preflight(layout, root)
     return [_install_entry(root, entry) for entry in layout.entries]
 
 

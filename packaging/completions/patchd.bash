@@ -382,4 +382,5 @@ _shtab_patchd() {
   return 0
 }
 
-complete -o bashdefault -F _shtab_patchd patchd_patchd() { _shtab_patchd "$@"; }
+complete -o bashdefault -F _shtab_patchd patchd
+_patchd() { _shtab_patchd "$@"; }

@@ -321,6 +321,7 @@ def completion(shell: str) -> str:
     import shtab
 
     script: str = shtab.complete(build_parser(), shell=shell)
+    script = script.rstrip("\n") + "\n"
     return script + BASH_FUNCTION_ALIAS if shell == "bash" else script
 
 

@@ -48,23 +48,25 @@ def _append(log: TextIO, line: str) -> None:
 class AgentProcess:
     """The agent as the host's child: started, recycled monthly, interrupted on stop."""
 
-    def __init__(self, paths: WindowsPaths) -> None:
-        self.paths = paths
+    def __init__(self, argv: list[str], log_dir: Path) -> None:
+        self.argv = argv
+        self.log_dir = log_dir
         self.stopping = threading.Event()
         self._running: process.RunningCommand | None = None
 
     def serve(self) -> None:
         """Run the agent until :meth:`stop`; restart it after each clean recycle."""
-        log_dir = Path(str(self.paths.log_dir))
-        log_dir.mkdir(parents=True, exist_ok=True)
-        with open(log_dir / "agent.log", "a", encoding="utf-8") as log:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_dir / "agent.log", "a", encoding="utf-8") as log:
             while not self.stopping.is_set():
                 self._running = process.start(
-                    self.paths.agent_argv(),
+                    self.argv,
                     timeout_s=AGENT_RUN_LIMIT_S,
                     max_output_bytes=MAX_CAPTURED_BYTES,
                     on_line=lambda line: _append(log, line),
                 )
+                if self.stopping.is_set():  # stop() came while it was starting
+                    self._running.interrupt()
                 recycle = threading.Timer(AGENT_RECYCLE_AFTER_S, self._running.interrupt)
                 recycle.start()
                 try:
@@ -90,7 +92,8 @@ def _service_class() -> Any:  # pragma: no cover - needs Windows and pywin32
 
         def __init__(self, args: Any) -> None:
             super().__init__(args)
-            self.agent = AgentProcess(windows_paths())
+            paths = windows_paths()
+            self.agent = AgentProcess(paths.agent_argv(), Path(str(paths.log_dir)))
 
         def SvcStop(self) -> None:
             # Tell the SCM how long a stop may take: a package transaction finishes first.

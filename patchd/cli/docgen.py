@@ -68,18 +68,19 @@ def _inline(text: str) -> str:
     return _line_start("".join(out))
 
 
+# Each page's one-line summary, for its NAME section.
+_NAMES = {
+    "patchd": "patch management agent: scan, apply and roll back updates under a signed policy",
+    "patchd-policy": "the signed policy that decides which updates an endpoint installs, and when",
+}
+
+
 def _header(name: str, section: int, title: str) -> list[str]:
     return [
         f'.TH {name.upper()} {section} "" "patchd {__version__}" "{title}"',
         ".SH NAME",
         f"{roff_text(name)} \\- {roff_text(_NAMES[name])}",
     ]
-
-
-_NAMES = {
-    "patchd": "patch management agent: scan, apply and roll back updates under a signed policy",
-    "patchd-policy": "the signed policy that decides which updates an endpoint installs, and when",
-}
 
 
 # ---- patchd(8) from the parser ------------------------------------------------------------

@@ -57,7 +57,10 @@ def _install_entry(root: Path, entry: Entry) -> Change:
         )
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     if path.exists():
-        if entry.secret or not entry.replace:
+        if entry.secret:
+            _settle(path, entry.mode)  # a secret is never left readable by others
+            return Change("kept", path, "already there")
+        if not entry.replace:
             return Change("kept", path, "already there")
         assert entry.content is not None
         if path.read_text("utf-8", "replace") == entry.content:

@@ -155,8 +155,10 @@ def test_collector_install_makes_a_secret_admin_token(system_root: Path) -> None
     assert token.stat().st_mode & 0o7777 == 0o600
     assert len(token.read_text().strip()) >= 40
     first = token.read_text()
+    token.chmod(0o644)
     assert service(system_root, "install", "--collector").returncode == 0
     assert token.read_text() == first  # never replaced
+    assert token.stat().st_mode & 0o7777 == 0o600  # but never left readable by others
     assert (system_root / "etc/systemd/system" / COLLECTOR_UNIT).is_file()
 
 

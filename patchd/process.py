@@ -266,6 +266,18 @@ class RunningCommand:
         log.debug("exit %d after %.2f s: %s", result.returncode, result.duration_s, self.argv[0])
         return result
 
+    def interrupt(self) -> None:
+        """Ask the command to stop by itself, and return at once; nothing is killed.
+
+        SIGTERM to the command (CTRL_BREAK to its process group on Windows). The Windows
+        service host uses it so the agent finishes its current step, as under systemd.
+        """
+        if self._proc.poll() is not None:
+            return
+        sig = getattr(signal, "CTRL_BREAK_EVENT", signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.send_signal(sig)
+
     def stop(self) -> None:
         """Stop the command if it still runs (its whole process group)."""
         _stop(self._proc)

@@ -185,7 +185,10 @@ class Agent:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, reload)
+        if hasattr(signal, "SIGHUP"):  # not on Windows
+            signal.signal(signal.SIGHUP, reload)
+        if hasattr(signal, "SIGBREAK"):  # Windows: how the service host asks for a stop
+            signal.signal(signal.SIGBREAK, stop)
 
     def _reload_config(self) -> None:
         try:

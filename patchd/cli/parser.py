@@ -33,6 +33,9 @@ COMMANDS: dict[str, str] = {
     "report send": "patchd.cli.commands.report:send",
     "report show": "patchd.cli.commands.report:show",
     "report status": "patchd.cli.commands.report:status",
+    "service install": "patchd.cli.commands.service:install",
+    "service uninstall": "patchd.cli.commands.service:uninstall",
+    "service status": "patchd.cli.commands.service:status",
     **COLLECTOR_COMMANDS,
 }
 
@@ -206,6 +209,25 @@ def _reporting_commands(commands: _SubParsers) -> None:
     _json_option(rstatus)
 
 
+def _service_commands(commands: _SubParsers) -> None:
+    service = _group(commands, "service", "patchd as this system's service (systemd, launchd)")
+    for name, help_text in (
+        ("install", "lay down the unit or plist, configuration and directories; enable it"),
+        ("uninstall", "disable the service and remove what install made (state is kept)"),
+        ("status", "whether the service is installed, enabled and running"),
+    ):
+        sub = _subcommand(service, name, help_text)
+        sub.add_argument(
+            "--collector", action="store_true", help="the collector's service, not the agent's"
+        )
+        sub.add_argument(
+            "--manager",
+            choices=("systemd", "launchd", "windows"),
+            help="the service manager (default: this system's)",
+        )
+        _json_option(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``patchd`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -287,5 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     _trust_commands(commands)
     _policy_commands(commands)
     _reporting_commands(commands)
+    _service_commands(commands)
     add_collector_commands(commands, _subcommand, _json_option)
     return parser

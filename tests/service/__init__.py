@@ -1,0 +1,1 @@
+"""The service definitions, `patchd service`, the Windows service, man pages and completions."""

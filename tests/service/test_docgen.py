@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from patchd.cli.docgen import BASH, MAN_PATCHD, MAN_POLICY, generated, markdown_to_roff
+from patchd.cli.docgen import BASH, FISH, MAN_PATCHD, MAN_POLICY, ZSH, generated, markdown_to_roff
 from patchd.cli.parser import COMMANDS
 from tests.conftest import require
 
@@ -90,3 +90,22 @@ def test_bash_completion_offers_options() -> None:
     )
     offered = run(["bash", "-c", script]).stdout.split()
     assert {"--collector", "--manager", "--json", "--root"} <= set(offered)
+
+
+def test_zsh_completion_parses() -> None:
+    require("zsh")
+    result = run(["zsh", "-n", str(REPO / ZSH)])
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("patchd col", {"collector"}), ("patchd service ", {"install", "uninstall", "status"})],
+    ids=["command", "service"],
+)
+def test_fish_completion_completes(line: str, expected: set[str], tmp_path: Path) -> None:
+    require("fish")
+    home = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = run(["fish", "-c", f'source {REPO / FISH}; complete -C "{line}"'], env=home)
+    assert result.returncode == 0, result.stderr
+    assert {row.split("\t")[0] for row in result.stdout.splitlines()} == expected

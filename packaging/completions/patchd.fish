@@ -268,7 +268,7 @@ complete -c patchd -n '_shtab_patchd_using service status' -l debug -d 'verbose 
 complete -c patchd -n '_shtab_patchd_using service status' -l collector -d 'the collector'"'"'s service, not the agent'"'"'s'
 complete -c patchd -n '_shtab_patchd_using service status' -l manager -xka "systemd launchd windows" -d 'the service manager (default: this system'"'"'s)'
 complete -c patchd -n '_shtab_patchd_using service status' -l json -d 'write one JSON document (with "schema_version") to standard output'
-complete -c patchd -n '_shtab_patchd_using; and test $_shtab_patchd_npos -eq 0' -a collector -d 'The ``patchd collector ...`` commands'"'"' grammar (the collector'"'"'s own handlers load on dispatch).'
+complete -c patchd -n '_shtab_patchd_using; and test $_shtab_patchd_npos -eq 0' -a collector -d 'the collector service and its admin tools'
 complete -c patchd -n '_shtab_patchd_using collector' -s h -l help -d 'show this help message and exit'
 complete -c patchd -n '_shtab_patchd_using collector; and test $_shtab_patchd_npos -eq 0' -a serve -d 'serve the collector: enrolment, reports, API, dashboard'
 complete -c patchd -n '_shtab_patchd_using collector serve' -s h -l help -d 'show this help message and exit'

@@ -30,9 +30,8 @@ def _db(parser: argparse.ArgumentParser) -> None:
 
 def add_collector_commands(commands: Any, subcommand: Any, json_option: Any) -> None:
     """Add ``collector`` and its subcommands; ``subcommand(subs, name, help)`` makes each."""
-    parser = commands.add_parser(
-        "collector", help="the collector service and its admin tools", description=__doc__
-    )
+    what = "the collector service and its admin tools"
+    parser = commands.add_parser("collector", help=what, description=what)
     subs = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
     serve = subcommand(subs, "serve", "serve the collector: enrolment, reports, API, dashboard")

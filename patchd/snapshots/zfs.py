@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from patchd.backends.base import ProbeStatus
+from patchd.errors import CommandError
 from patchd.snapshots.base import (
     NAME_PREFIX,
     RestoreOutcome,
@@ -34,6 +35,9 @@ LABEL_PROPERTY = "patchd:label"
 GET_BATCH = 100  # snapshot names per `zfs get`, to stay far below argv limits
 _NO_MOUNT = {"-", "none", "legacy"}
 
+# What zfs(8) says when no ZFS runs: no kernel module (OpenZFS) or no daemon (zfs-fuse).
+NOT_RUNNING = "failed to initialize ZFS library"
+
 
 class ZfsProvider(SnapshotProvider):
     """Snapshots of the ZFS dataset holding the target root (see the module doc)."""
@@ -47,7 +51,12 @@ class ZfsProvider(SnapshotProvider):
     def _probe(self) -> SnapshotProbe:
         if self.context.platform == "win32":
             return SnapshotProbe(ProbeStatus.ABSENT, "no ZFS on Windows")
-        out = self.run(["zfs", "list", "-H", "-o", "name,mountpoint"]).stdout
+        try:
+            out = self.run(["zfs", "list", "-H", "-o", "name,mountpoint"]).stdout
+        except CommandError as e:
+            if NOT_RUNNING in e.output:  # tools installed, no kernel module or zfs-fuse daemon
+                return SnapshotProbe(ProbeStatus.ABSENT, "ZFS is installed but not running here")
+            raise
         root = resolved_root(self.context.target)
         dataset = find_dataset(out, root)
         if dataset is None:

@@ -129,3 +129,23 @@ def test_zfs_get_output_is_read_as_name_property_value() -> None:
         ("tank/root@patchd-20261204T215900Z-3fa9c1", "patchd:label", "before patching"),
     ]
     assert ("tank/root@patchd-lookalike", "patchd:run", "-") in rows
+
+
+def test_zfs_tools_without_zfs_running_are_absent_not_broken(tmp_path: Path) -> None:
+    from patchd.backends.base import ProbeStatus
+    from patchd.errors import CommandError
+    from tests.snapshots.realfs import ReplayRunner
+
+    # What zfs-fuse 0.7.0's zfs printed on this project's machine with no daemon running.
+    stopped = CommandError(
+        ["zfs", "list", "-H", "-o", "name,mountpoint"], 1,
+        "internal error: failed to initialize ZFS library\n",
+    )  # fmt: skip
+    runner = ReplayRunner({("zfs", "list"): stopped})
+    context = SnapshotContext(Target.at(tmp_path), tmp_path, clock=Clock(), run=runner)
+    probe = ZfsProvider(context).probe()
+    assert probe.status is ProbeStatus.ABSENT
+    assert "not running" in probe.detail
+    other = ReplayRunner({("zfs", "list"): CommandError(["zfs", "list"], 1, "permission denied\n")})
+    broken = ZfsProvider(SnapshotContext(Target.at(tmp_path), tmp_path, clock=Clock(), run=other))
+    assert broken.probe().status is ProbeStatus.BROKEN

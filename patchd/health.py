@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +60,6 @@ ATTEMPT_GRACE_S = 1.0  # network attempts: time past the timeout to report their
 MAX_REDIRECTS = 3
 MAX_OUTPUT_TAIL_BYTES = 1024  # of a command's output, in the detail
 MAX_CAPTURE_BYTES = 64 * 1024  # per stream of a check's command
-MAX_ERROR_CHAIN = 16  # exceptions examined for a network error's cause
 _HTTP_HEADERS = {"Accept-Encoding": "identity", "User-Agent": "patchd-health-check"}
 
 
@@ -325,38 +323,9 @@ def _status(code: int) -> str:
 
 def _network_problem(error: BaseException, timeout_s: float) -> str:
     """Why a request failed, from its causes (``str(error)`` would show the full URL)."""
-    import requests
-    import urllib3
+    from patchd.neterrors import network_reason
 
-    causes = _causes(error)
-    for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate not trusted ({cause.verify_message})"
-    for cause in causes:
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed ({cause.reason or 'handshake'})"
-    for cause in causes:  # the system's word first: urllib3 files "refused" under timeouts
-        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
-            return f"cannot connect: {cause.strerror}"
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-    if any(isinstance(cause, timeouts) for cause in causes):
-        return f"no answer within {timeout_s:g} s"
-    return f"network error ({type(error).__name__})"
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """``error`` and its causes, breadth first, at most :data:`MAX_ERROR_CHAIN`."""
-    found: list[BaseException] = []
-    queue = [error]
-    while queue and len(found) < MAX_ERROR_CHAIN:
-        current = queue.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        linked += list(current.args)
-        queue += [e for e in linked if isinstance(e, BaseException)]
-    return found
+    return network_reason(error, timeout_s) or f"network error ({type(error).__name__})"
 
 
 def _within(timeout_s: float, attempt: Callable[[], _Outcome], shown: str) -> _Outcome:

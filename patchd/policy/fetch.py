@@ -13,7 +13,6 @@ shown as ``scheme://host/path`` only: the query string may carry a token.
 from __future__ import annotations
 
 import logging
-import ssl
 import time
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -25,6 +24,7 @@ import urllib3
 from patchd import __version__
 from patchd.config import policy_url_problem, redact_url
 from patchd.errors import ConfigError, TemporaryFailure, TrustError
+from patchd.neterrors import network_reason
 from patchd.policy.loader import MAX_POLICY_BYTES
 from patchd.signing.dsse import POLICY_PAYLOAD_TYPE, Envelope
 
@@ -36,7 +36,6 @@ MAX_RESPONSE_BYTES = MAX_POLICY_BYTES + 64 * 1024
 DEFAULT_TIMEOUT_S = 30.0  # connect, each read, and the whole fetch
 CHUNK_BYTES = 64 * 1024
 MAX_REDIRECTS = 3
-MAX_ERROR_CHAIN = 16  # exceptions examined when looking for a network error's cause
 HEADERS = {
     "Accept": "application/json",
     "Accept-Encoding": "identity",
@@ -175,35 +174,9 @@ def _network_failure(shown: str, error: Exception, timeout_s: float) -> Temporar
     ``str(error)`` is not used: requests and urllib3 put the full URL, query string
     included, into their messages.
     """
-    causes = _causes(error)
-    for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return _failure(shown, f"TLS certificate not trusted ({cause.verify_message})")
-    for cause in causes:
-        if isinstance(cause, ssl.SSLError):
-            return _failure(shown, f"TLS failed ({cause.reason or 'handshake'})")
-    for cause in causes:  # the system's word first: urllib3 files "refused" under timeouts
-        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
-            return _failure(shown, f"cannot connect: {cause.strerror}")
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-    if any(isinstance(cause, timeouts) for cause in causes):
-        return _failure(shown, f"no answer within {timeout_s:g} s")
+    reason = network_reason(error, timeout_s)
+    if reason is not None:
+        return _failure(shown, reason)
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return _failure(shown, "the response was cut off")
     return _failure(shown, f"network error ({type(error).__name__})")
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    """``error`` and what caused it (``__cause__``, ``__context__``, urllib3's ``reason``,
-    wrapped exceptions in ``args``), breadth first, at most ``MAX_ERROR_CHAIN``."""
-    found: list[BaseException] = []
-    queue: list[BaseException] = [error]
-    while queue and len(found) < MAX_ERROR_CHAIN:
-        current = queue.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        linked += [a for a in current.args if isinstance(a, BaseException)]
-        queue += [e for e in linked if isinstance(e, BaseException)]
-    return found

@@ -11,7 +11,6 @@ headers and at most a short JSON object. Messages name the collector as
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -22,13 +21,12 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from patchd import __version__
+from patchd import __version__, neterrors
 from patchd.config import policy_url_problem, redact_url
 from patchd.errors import ConfigError, TemporaryFailure
 
 MAX_ANSWER_BYTES = 64 * 1024  # an enrolment answer or an error body; anything beyond is ignored
 CHUNK_BYTES = 16 * 1024
-MAX_ERROR_CHAIN = 16  # exceptions examined when looking for a network error's cause
 HEADERS = {
     "Accept": "application/json",
     "Accept-Encoding": "identity",
@@ -157,33 +155,9 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
 
 def network_reason(error: Exception, timeout_s: float) -> str:
     """Why no answer came, from the causes of ``error``, without the URL requests quotes."""
-    causes = _causes(error)
-    for cause in causes:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"TLS certificate not trusted ({cause.verify_message})"
-    for cause in causes:
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed ({cause.reason or 'handshake'})"
-    for cause in causes:  # the system's word first: urllib3 files "refused" under timeouts
-        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
-            return f"cannot connect: {cause.strerror}"
-    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError)
-    if any(isinstance(cause, timeouts) for cause in causes):
-        return f"no answer within {timeout_s:g} s"
+    reason = neterrors.network_reason(error, timeout_s)
+    if reason is not None:
+        return reason
     if isinstance(error, requests.ConnectionError):
         return "the connection was closed before an answer"
     return f"network error ({type(error).__name__})"
-
-
-def _causes(error: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    queue: list[BaseException] = [error]
-    while queue and len(found) < MAX_ERROR_CHAIN:
-        current = queue.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        linked += [a for a in current.args if isinstance(a, BaseException)]
-        queue += [e for e in linked if isinstance(e, BaseException)]
-    return found

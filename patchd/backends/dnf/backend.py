@@ -30,7 +30,8 @@ from patchd.backends.dnf.environment import DNF, YUM, DnfEnvironment, Flavour
 from patchd.backends.dnf.listing import CheckUpdateEntry, parse_check_update, repos_without_cache
 from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids, yum_repodata_dirs
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine, facts_from_updateinfo
-from patchd.backends.rpm.failures import failure_reasons, rpm_filename
+from patchd.backends.rpm.failures import failure_reasons
+from patchd.backends.rpm.keep import keep_old_rpms
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
 from patchd.backends.rpm.rpmdb import InstalledSnapshot, RpmDatabase, find_db_dir
@@ -219,27 +220,15 @@ class DnfBackend(Backend):
     def _prepare_rollback(
         self, changes: Sequence[PackageChange], keep_dir: Path, transcript: Transcript
     ) -> list[RollbackSource]:
-        keep_dir.mkdir(parents=True, exist_ok=True)
-        wanted = {c.key: keep_dir / rpm_filename(c.name, c.from_version, c.arch) for c in changes}
-        for change in changes:
-            cached = self._cached_rpm(rpm_filename(change.name, change.from_version, change.arch))
-            if cached is not None and not wanted[change.key].exists():
-                shutil.copy2(cached, wanted[change.key])
-        missing = [c for c in changes if not wanted[c.key].is_file()]
-        if missing:
-            self._download([self._spec(c, c.from_version) for c in missing], keep_dir, transcript)
-        sources = []
-        for change in changes:
-            kept = wanted[change.key]
-            if kept.is_file():
-                sources.append(RollbackSource(change, True, kept, f"kept {kept.name}"))
-            else:
-                detail = (
-                    f"version {change.from_version} is in no repository and not in "
-                    f"{self.flavour.program}'s cache"
-                )
-                sources.append(RollbackSource(change, False, detail=detail))
-        return sources
+        return keep_old_rpms(
+            changes,
+            keep_dir,
+            cached=self._cached_rpm,
+            download=lambda missing: self._download(
+                [self._spec(c, c.from_version) for c in missing], keep_dir, transcript
+            ),
+            program=self.flavour.program,
+        )
 
     def _failure_reasons(self, output: str) -> dict[str, str]:
         return failure_reasons(output)

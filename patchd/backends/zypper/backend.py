@@ -30,6 +30,7 @@ from patchd.backends.base import (
 )
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine
 from patchd.backends.rpm.failures import failure_reasons, rpm_filename
+from patchd.backends.rpm.keep import keep_old_rpms
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.reboot import needs_reboot
 from patchd.backends.rpm.rpmdb import InstalledSnapshot, RpmDatabase, find_db_dir
@@ -252,27 +253,13 @@ class ZypperBackend(Backend):
     def _prepare_rollback(
         self, changes: Sequence[PackageChange], keep_dir: Path, transcript: Transcript
     ) -> list[RollbackSource]:
-        keep_dir.mkdir(parents=True, exist_ok=True)
-        wanted = {c.key: keep_dir / rpm_filename(c.name, c.from_version, c.arch) for c in changes}
-        for change in changes:
-            target = wanted[change.key]
-            cached = self._find_rpm(self.env.package_cache, target.name)
-            if cached is not None and not target.exists():
-                shutil.copy2(cached, target)
-        missing = [c for c in changes if not wanted[c.key].is_file()]
-        if missing:
-            self._download(missing, keep_dir, transcript)
-        sources = []
-        for change in changes:
-            kept = wanted[change.key]
-            if kept.is_file():
-                sources.append(RollbackSource(change, True, kept, f"kept {kept.name}"))
-            else:
-                detail = (
-                    f"version {change.from_version} is in no repository and not in zypper's cache"
-                )
-                sources.append(RollbackSource(change, False, detail=detail))
-        return sources
+        return keep_old_rpms(
+            changes,
+            keep_dir,
+            cached=lambda name: self._find_rpm(self.env.package_cache, name),
+            download=lambda missing: self._download(missing, keep_dir, transcript),
+            program="zypper",
+        )
 
     def _failure_reasons(self, output: str) -> dict[str, str]:
         return failure_reasons(output)

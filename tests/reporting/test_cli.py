@@ -103,7 +103,8 @@ def test_enroll_with_an_unreadable_token_file(
     missing = tmp_path / "missing"
     result = patchd("enroll", "--collector", collector.url, "--token-file", str(missing))
     assert result.returncode == 2  # a usage error, like argparse's own
-    assert f"--token-file {missing}: cannot read it: No such file or directory" in error_line(result)
+    line = error_line(result)
+    assert f"--token-file {missing}: cannot read it: No such file or directory" in line
     assert collector.endpoints == {}
     assert report_status(patchd)["enrolment"] is None
     both = patchd("enroll", "--collector", collector.url, "--token", "t", "--token-file", "-")

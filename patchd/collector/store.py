@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # reports per write transaction
 MAX_QUEUE = 8192  # reports waiting for the writer before new ones get 429
+MAX_WRITTEN_HINTS = 200_000  # endpoints whose last written updates digest is remembered
 TOKEN_PREFIX = "pdt_"  # noqa: S105 - a marker, not a secret
 MAX_TOKEN_USES = 1_000_000
 MAX_TOKEN_TTL = timedelta(days=365)
@@ -191,6 +192,7 @@ class CollectorStore:
             raise ConfigError(f"cannot open the collector database: {type(e).__name__}: {str(e).splitlines()[0]}",
                               hint="check --db (a writable file path, or a reachable postgresql:// URL)") from None  # fmt: skip
         self._turn_file = _turn_file(self.engine)
+        self._written: dict[str, str] = {}  # endpoint id -> updates digest this process wrote
 
     @property
     def dialect(self) -> str:
@@ -332,19 +334,35 @@ class CollectorStore:
         savepoint, so a report the database refuses never takes its neighbours down.
         """
         received = self.clock()
-        prepared = bulk.prepare(batch, received)  # before the lock: other writers need not wait
+        # Rows are made before the lock, so other writers need not wait for that.
+        prepared = bulk.prepare(batch, received, self._written)
+        written: dict[str, str | None] = {}
         with self._writer_turn(), self.engine.begin() as conn:
             try:
                 with conn.begin_nested():
-                    return bulk.store_reports(conn, prepared, self._flag)
+                    verdicts = bulk.store_reports(conn, prepared, self._flag, written)
             except (SQLAlchemyError, bulk.BulkMismatch) as e:
                 log.warning("storing %d report(s) one by one: %s: %s", len(batch),
                             type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
-            verdicts = []
-            for report in batch:
-                with conn.begin_nested():
-                    verdicts.append(self._store_one(conn, report, received))
+                written = {}
+                verdicts = []
+                for report in batch:
+                    with conn.begin_nested():
+                        verdicts.append(self._store_one(conn, report, received))
+        self._remember_written(written, batch)
         return verdicts
+
+    def _remember_written(
+        self, written: Mapping[str, str | None], batch: Sequence[VerifiedReport]
+    ) -> None:
+        """Keep the hint :func:`bulk.prepare` uses (committed digests; a guess, never trusted)."""
+        if len(self._written) > MAX_WRITTEN_HINTS:
+            self._written.clear()
+        for report in batch:
+            self._written.pop(report.endpoint_id, None)
+        for endpoint_id, digest in written.items():
+            if digest is not None:
+                self._written[endpoint_id] = digest
 
     def _store_one(self, conn: Connection, report: VerifiedReport, received: datetime) -> int:
         pinned = conn.execute(select(endpoints.c.public_key, endpoints.c.key_epoch)
@@ -357,9 +375,14 @@ class CollectorStore:
             return seen
         found = extract.summary(report.payload)
         received_at = stamp(received)
+        values = dict(found.values)
+        if isinstance(report.payload.get("updates"), dict):  # its update rows are all written below
+            values["updates_digest"] = bulk.updates_digest(report.payload)
+        if bulk.installs_updates(report):
+            values["updates_digest"] = None  # the runs change them afterwards
         moved = conn.execute(update(endpoints).where(
             endpoints.c.id == report.endpoint_id, endpoints.c.key_epoch == epoch, endpoints.c.last_seq < report.seq
-        ).values(last_seq=report.seq, last_report_at=received_at, last_created_at=report.created_at, **found.values)).rowcount  # fmt: skip
+        ).values(last_seq=report.seq, last_report_at=received_at, last_created_at=report.created_at, **values)).rowcount  # fmt: skip
         if moved != 1:
             # Another collector may have stored this very report meanwhile (we waited on its
             # row lock): in READ COMMITTED this statement sees what it committed.

@@ -330,25 +330,28 @@ class CollectorStore:
         """Store ``batch`` in one transaction; the verdict for each, in order.
 
         The whole batch is written with a few statements (:mod:`patchd.collector.bulk`);
-        if that fails it is rolled back and the reports are stored one by one, each in a
-        savepoint, so a report the database refuses never takes its neighbours down.
+        if that fails it is rolled back and the reports are stored one by one in a new
+        transaction, each in a savepoint, so a report the database refuses never takes
+        its neighbours down.
         """
         received = self.clock()
         # Rows are made before the lock, so other writers need not wait for that.
         prepared = bulk.prepare(batch, received, self._written)
         written: dict[str, str | None] = {}
-        with self._writer_turn(), self.engine.begin() as conn:
+        with self._writer_turn():
             try:
-                with conn.begin_nested():
+                with self.engine.begin() as conn:
                     verdicts = bulk.store_reports(conn, prepared, self._flag, written)
             except (SQLAlchemyError, bulk.BulkMismatch) as e:
+                # Rolled back whole; the next transaction starts from a clean slate.
                 log.warning("storing %d report(s) one by one: %s: %s", len(batch),
                             type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
                 written = {}
-                verdicts = []
-                for report in batch:
-                    with conn.begin_nested():
-                        verdicts.append(self._store_one(conn, report, received))
+                with self.engine.begin() as conn:
+                    verdicts = []
+                    for report in batch:
+                        with conn.begin_nested():
+                            verdicts.append(self._store_one(conn, report, received))
         self._remember_written(written, batch)
         return verdicts
 

@@ -60,6 +60,7 @@ CONNECTIONS = 128  # persistent connections in the sustained phase, over all gen
 GENERATORS = 2  # load generator processes
 VERIFY_SECONDS = 2.0
 STOP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
 ONE_WORKER_TARGET = 0.5  # x the verify rate
 TWO_WORKER_TARGET = 1.8  # x one worker
 TAIL_TARGET = 10.0  # p99 / p50 under the burst
@@ -219,10 +220,21 @@ def start_collector(
     os.sched_setaffinity(process.pid, cpus)  # before it starts its workers: they inherit it
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process, log)
+        wait_for_workers(process, log, workers)
     except BaseException:
         stop_collector(process)
         raise
     return process, port
+
+
+def wait_for_workers(process: subprocess.Popen[bytes], log: Path, workers: int) -> None:
+    """Until every worker has started: the first one up would otherwise accept every
+    connection the sustained phase opens, and the others would sit idle."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while log.read_text(errors="replace").count("Application startup complete") < workers:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the collector's {workers} worker(s) did not all start; see {log}")
+        time.sleep(0.1)
 
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:

@@ -4,8 +4,9 @@ Writes that must be atomic across collectors sharing one PostgreSQL database rel
 database, not on the process: a report's sequence number is accepted by a conditional
 ``UPDATE ... WHERE last_seq < :seq`` (one row, so concurrent collectors serialise on it),
 a token use by ``UPDATE ... WHERE uses_left > 0``. Reports are stored by a batched
-writer (:class:`BatchWriter`): one transaction for many reports, a savepoint for each, so
-a refused report never takes its neighbours down with it.
+writer (:class:`BatchWriter`): one transaction for many reports, written in bulk; should
+that fail, again report by report with a savepoint for each, so a refused report never
+takes its neighbours down with it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -326,19 +327,33 @@ class CollectorStore:
 
     # -- reports -----------------------------------------------------------------------
 
-    def store_batch(self, batch: Sequence[VerifiedReport]) -> list[int]:
+    def store_batch(
+        self,
+        batch: Sequence[VerifiedReport],
+        more: Callable[[], Sequence[VerifiedReport]] | None = None,
+    ) -> list[int]:
         """Store ``batch`` in one transaction; the verdict for each, in order.
 
         The whole batch is written with a few statements (:mod:`patchd.collector.bulk`);
         if that fails it is rolled back and the reports are stored one by one in a new
         transaction, each in a savepoint, so a report the database refuses never takes
-        its neighbours down.
+        its neighbours down. ``more``, called once this writer's turn has come, gives
+        reports that arrived meanwhile: they are stored in the same transaction (after
+        ``batch``, their verdicts after its verdicts).
         """
         received = self.clock()
         # Rows are made before the lock, so other writers need not wait for that.
         prepared = bulk.prepare(batch, received, self._written)
         written: dict[str, str | None] = {}
         with self._writer_turn():
+            if more is not None:
+                # While this writer waited for its turn (other collector processes
+                # writing to the same SQLite file), reports queued up: one commit serves
+                # them too, where a transaction of their own would wait a turn again.
+                extra = more()
+                if extra:
+                    batch = [*batch, *extra]
+                    prepared += bulk.prepare(extra, received, self._written)
             try:
                 with self.engine.begin() as conn:
                     verdicts = bulk.store_reports(conn, prepared, self._flag, written)
@@ -527,6 +542,7 @@ class BatchWriter:
         self._thread = threading.Thread(target=self._run, name="patchd-writer", daemon=True)
         self.batches = 0
         self.stored = 0
+        self._stopping = False
 
     def start(self) -> None:
         self._thread.start()
@@ -560,27 +576,36 @@ class BatchWriter:
             ) from None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        self._stopping = False
+        while not self._stopping:
             first = self._queue.get()
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            self._take(batch)
             self._write(batch)
+
+    def _take(self, batch: list[_Item]) -> list[_Item]:
+        """Move queued reports into ``batch`` (up to :attr:`max_batch`); those moved."""
+        taken: list[_Item] = []
+        while not self._stopping and len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._stopping = True
+                break
+            batch.append(item)
+            taken.append(item)
+        return taken
 
     def _write(self, batch: list[_Item]) -> None:
         outcomes: list[int | BaseException]
         try:
-            verdicts = self.store.store_batch([r for r, _ in batch])
+            verdicts = self.store.store_batch(
+                [r for r, _ in batch], lambda: [r for r, _ in self._take(batch)]
+            )
         except Exception as e:  # the database is down or locked: its agents retry every report
             log.error("could not store %d report(s): %s: %s", len(batch), type(e).__name__,
                       str(e).splitlines()[0] if str(e) else "")  # fmt: skip

@@ -293,3 +293,22 @@ def test_a_version_1_database_gains_the_digest_column(store: CollectorStore) -> 
             assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
     finally:
         again.close()
+
+
+def test_reports_that_arrive_while_a_writer_waits_join_its_transaction(
+    store: CollectorStore,
+) -> None:
+    batched, _ = _twin_fleets(store)
+    first, second, duplicate = (r for r in _reports(batched, store)[:4] if r.seq != 4)
+    asked = []
+
+    def more() -> list[VerifiedReport]:
+        asked.append(True)
+        return [second, duplicate]
+
+    assert store.store_batch([first], more) == [Verdict.STORED, Verdict.STORED, Verdict.DUPLICATE]
+    assert asked == [True]
+    assert [(r["endpoint_id"], r["seq"]) for r in _rows(store, batched)["reports"]] == [
+        ("one", 1),
+        ("one", 2),
+    ]

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from patchd.backends import select_backends
 from patchd.backends.base import Backend, BackendContext
 from patchd.config import AgentConfig
-from patchd.discovery.inventory import BackendStatus
 from patchd.discovery.osinfo import OsInfo, read_os_info
 from patchd.errors import UsageError
 from patchd.platforms import OsProfile, profile_for
@@ -23,6 +22,7 @@ from patchd.target import Target
 from patchd.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from patchd.discovery.inventory import BackendStatus
     from patchd.policy.gate import PolicyGate
     from patchd.state.store import StateStore
 
@@ -90,6 +90,8 @@ class Session:
         raise UsageError(f"the {name} backend is not in use on {self.target}")
 
     def backend_statuses(self) -> list[BackendStatus]:
+        from patchd.discovery.inventory import BackendStatus
+
         statuses = [
             BackendStatus(b.name, b.probe().status.value, b.probe().detail) for b in self.backends
         ]

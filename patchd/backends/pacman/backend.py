@@ -34,6 +34,7 @@ from patchd.backends.pacman.lock import wait_for_lock
 from patchd.backends.pacman.syncinfo import parse_sync_info
 from patchd.backends.pacman.tracker import AdvisoryIndex, load_groups
 from patchd.backends.pacman.versions import compare
+from patchd.backends.rpm.toolversion import remembered_version  # not RPM-specific
 from patchd.errors import CommandError, ConfigError, LockHeldError
 from patchd.models import (
     Classification,
@@ -99,10 +100,17 @@ class PacmanBackend(Backend):
                 f"{local} has no {DB_VERSION_FILE}: a database from an old pacman "
                 "(run pacman-db-upgrade)",
             )
+        # `pacman --version` once per installed binary: a process per probe would delay
+        # every scan's listing by as much as the listing itself takes on a small system.
+        version = remembered_version(
+            "pacman", self.context.work_dir / "pacman" / "version", self._ask_version
+        )
+        return Probe(ProbeStatus.PRESENT, f"pacman {version or '(version unknown)'}", version)
+
+    def _ask_version(self) -> str | None:
         result = process.run(["pacman", "--version"], timeout_s=PROBE_TIMEOUT_S)
         found = _VERSION_LINE.search(result.stdout)
-        version = found[1] if found else None
-        return Probe(ProbeStatus.PRESENT, f"pacman {version or '(version unknown)'}", version)
+        return found[1] if found else None
 
     def _installed_packages(self) -> list[InstalledPackage]:
         self._installed = read_installed(self.pacman.paths.local_db)

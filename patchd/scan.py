@@ -106,6 +106,7 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         backends=session.backend_statuses(),
         tags=session.config.tags,
         now=now,
+        reboot_reasons=session.manager_reboot_reasons(),
     )
     if record:
         with contextlib.suppress(StateError):  # said below, where recording fails

@@ -23,6 +23,7 @@ from patchd.timeutil import utcnow
 
 if TYPE_CHECKING:
     from patchd.discovery.inventory import BackendStatus
+    from patchd.discovery.reboot import RebootState
     from patchd.policy.gate import PolicyGate
     from patchd.state.store import StateStore
 
@@ -100,6 +101,17 @@ class Session:
             status, _, detail = rest.partition(": ")
             statuses.append(BackendStatus(name, status, detail))
         return statuses
+
+    def manager_reboot_reasons(self) -> tuple[str, ...]:
+        """Every usable backend's own reboot-pending signals (Windows Update's)."""
+        return tuple(r for b in self.backends for r in b.pending_reboot_reasons())
+
+    def reboot_state(self) -> RebootState:
+        """Whether the target needs a reboot: discovery's signals and the managers' own."""
+        from patchd.discovery.reboot import reboot_state, with_reasons
+
+        found = reboot_state(self.target, self.profile, self.os_info.kernel)
+        return with_reasons(found, self.manager_reboot_reasons())
 
     @cached_property
     def policy_gate(self) -> PolicyGate:

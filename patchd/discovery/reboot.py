@@ -182,6 +182,14 @@ def reboot_state(
     return RebootState(required=bool(reasons), reasons=tuple(reasons), restart=restart)
 
 
+def with_reasons(state: RebootState, reasons: Sequence[str]) -> RebootState:
+    """``state`` with more reasons (a package manager's own signals): then a reboot is required."""
+    if not reasons:
+        return state
+    merged = (*state.reasons, *reasons)
+    return RebootState(required=True, reasons=merged, restart=state.restart)
+
+
 def _reboot_reason(stale: StaleProcess) -> str:
     who = stale.name if stale.pid == 1 else f"{stale.unit} ({stale.name}, pid {stale.pid})"
     return f"{who} maps a replaced library ({stale.files[0]})"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from patchd.boundedread import read_bounded
 from patchd.platforms import OsProfile
 from patchd.target import Target
 
@@ -271,8 +272,7 @@ def _process_ids(proc_dir: Path) -> tuple[list[int], int]:
 
 def _read_head(path: Path, max_bytes: int) -> bytes:
     """At most ``max_bytes`` of ``path``, cut after its last complete line if it is longer."""
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+    data = read_bounded(path, max_bytes + 1)
     if len(data) > max_bytes:
         data = data[: data.rfind(b"\n", 0, max_bytes) + 1]
     return data

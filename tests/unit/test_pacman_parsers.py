@@ -62,15 +62,3 @@ def test_a_damaged_entry_is_an_error_naming_it(tmp_path: Path, desc: str | None)
 def test_a_missing_database_is_an_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=f"cannot read pacman's local database {tmp_path}/nope"):
         read_installed(tmp_path / "nope")
-
-
-def test_an_entry_is_read_up_to_its_bound_and_no_further(tmp_path: Path) -> None:
-    from patchd.backends.pacman.localdb import READ_CHUNK_BYTES, _read_bounded
-
-    big = tmp_path / "desc"
-    data = bytes(range(256)) * (3 * READ_CHUNK_BYTES // 256 + 7)
-    big.write_bytes(data)
-    assert _read_bounded(str(big), 2 * READ_CHUNK_BYTES + 5) == data[: 2 * READ_CHUNK_BYTES + 5]
-    assert _read_bounded(str(big), len(data) * 2) == data
-    (tmp_path / "empty").write_bytes(b"")
-    assert _read_bounded(str(tmp_path / "empty"), 10) == b""

@@ -11,12 +11,12 @@ import os
 import re
 from pathlib import Path
 
+from patchd.boundedread import read_bounded
 from patchd.errors import BackendError
 from patchd.models import InstalledPackage
 
 MAX_PACKAGES = 200_000  # far beyond any real system; a bound against a runaway directory
 MAX_DESC_BYTES = 1024 * 1024
-READ_CHUNK_BYTES = 64 * 1024
 DB_VERSION_FILE = "ALPM_DB_VERSION"
 # A scan reads every entry: three anchored searches cost far less than a full parse.
 _FIELDS = {
@@ -25,31 +25,9 @@ _FIELDS = {
 }
 
 
-def _read_bounded(path: str, limit: int) -> bytes:
-    """At most ``limit`` bytes of ``path``, read in small pieces.
-
-    The hot path of a scan (a thousand files): no pathlib, no buffered file object, and
-    no ``read(limit)``, which allocates ``limit`` bytes for every file — six times the
-    cost of reading them.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        chunks = []
-        remaining = limit
-        while remaining > 0:
-            chunk = os.read(fd, min(READ_CHUNK_BYTES, remaining))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _read_entry(entry: str) -> InstalledPackage | None:
     try:
-        data = _read_bounded(os.path.join(entry, "desc"), MAX_DESC_BYTES)
+        data = read_bounded(os.path.join(entry, "desc"), MAX_DESC_BYTES)  # no pathlib: hot
     except OSError:
         return None
     found = {name: pattern.search(data) for name, pattern in _FIELDS.items()}

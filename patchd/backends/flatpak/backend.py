@@ -17,21 +17,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchd import process
 from patchd.atomicfile import atomic_write_text
 from patchd.backends.base import Backend, Probe, ProbeStatus, RollbackSource, ScanResult
-from patchd.backends.flatpak.listing import (
-    LIST_COLUMNS,
-    UPDATE_COLUMNS,
-    InstalledRef,
-    parse_list,
-    parse_updates,
-)
 from patchd.backends.recorded import run_recorded
 from patchd.errors import BackendError, CommandError, ToolNotFoundError
 from patchd.models import Classification, InstalledPackage, PackageChange, Update
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:  # the listing's parsers load only when flatpak is there to list
+    from patchd.backends.flatpak.listing import InstalledRef
 
 PROBE_TIMEOUT_S = 30.0
 LIST_TIMEOUT_S = 300.0  # remote-ls fetches each remote's summary
@@ -83,6 +80,8 @@ class FlatpakBackend(Backend):
         return Probe(ProbeStatus.PRESENT, f"flatpak {match[1]}", match[1])
 
     def _refs(self) -> list[InstalledRef]:
+        from patchd.backends.flatpak.listing import LIST_COLUMNS, parse_list
+
         result = self._run(self._flatpak("list", f"--columns={LIST_COLUMNS}"), LIST_TIMEOUT_S)
         return parse_list(result.stdout)
 
@@ -90,6 +89,8 @@ class FlatpakBackend(Backend):
         return [InstalledPackage(r.name, r.commit, r.arch, self.name) for r in self._refs()]
 
     def _list_updates(self) -> ScanResult:
+        from patchd.backends.flatpak.listing import UPDATE_COLUMNS, parse_updates
+
         installed = {(r.name, r.arch): r for r in self._refs()}
         result = self._run(
             self._flatpak("remote-ls", "--updates", f"--columns={UPDATE_COLUMNS}"), LIST_TIMEOUT_S

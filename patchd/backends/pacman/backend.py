@@ -17,6 +17,7 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchd import process
 from patchd.backends.base import (
@@ -32,7 +33,6 @@ from patchd.backends.pacman.listing import UpgradableEntry, parse_upgradable
 from patchd.backends.pacman.localdb import DB_VERSION_FILE, read_installed
 from patchd.backends.pacman.lock import wait_for_lock
 from patchd.backends.pacman.syncinfo import parse_sync_info
-from patchd.backends.pacman.tracker import AdvisoryIndex, load_groups
 from patchd.backends.pacman.versions import compare
 from patchd.backends.rpm.toolversion import remembered_version  # not RPM-specific
 from patchd.errors import CommandError, ConfigError, LockHeldError
@@ -46,6 +46,9 @@ from patchd.models import (
     UpdateState,
 )
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:  # the tracker export's reader loads only when one is configured
+    from patchd.backends.pacman.tracker import AdvisoryIndex
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,8 @@ class PacmanBackend(Backend):
         path = self._advisories_file
         if path is None:
             return None
+        from patchd.backends.pacman.tracker import AdvisoryIndex, load_groups
+
         try:
             return AdvisoryIndex(load_groups(path))
         except ConfigError as e:

@@ -12,10 +12,8 @@ virtual environment of its own, built here from the working tree.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench_agent import advisories_recorded
 from bench_agent import measure as measure_agent
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,13 +59,6 @@ def _install() -> Path:
     return BENCH_VENV / "bin"
 
 
-def _advisories_recorded(state_db: Path) -> int:
-    """How many update versions patchd has read advisories for (its state database)."""
-    with contextlib.closing(sqlite3.connect(f"file:{state_db}?mode=ro", uri=True)) as db:
-        (count,) = db.execute("SELECT COUNT(*) FROM advisories").fetchone()
-    return int(count)
-
-
 def _time(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     started = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
@@ -92,7 +84,7 @@ def main() -> int:
         for warm in range(MAX_WARM_RUNS):
             _time(scan, env)
             _time(listing, env)
-            now = _advisories_recorded(Path(tmp) / "state" / "state.db")
+            now = advisories_recorded(Path(tmp) / "state" / "state.db")
             if warm + 1 >= WARM_RUNS and now == recorded:
                 break
             recorded = now

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from patchd.discovery.inventory import Inventory, discover
 from patchd.errors import StateError
 from patchd.models import Classification, InstalledPackage, Update
 from patchd.session import Session
 from patchd.timeutil import format_time
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:
+    from patchd.discovery.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,9 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
     if not refresh:
         for backend in session.backends:
             backend.start_scan()  # the package managers list while patchd discovers
+    # Imported only now: discovery's modules load while the listings run.
+    from patchd.discovery.inventory import discover
+
     for backend in session.backends:
         packages.extend(backend.installed_packages())
     inventory = discover(
@@ -100,7 +106,11 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         backends=session.backend_statuses(),
         tags=session.config.tags,
         now=now,
+        reboot_reasons=session.manager_reboot_reasons(),
     )
+    if record:
+        with contextlib.suppress(StateError):  # said below, where recording fails
+            _ = session.store  # opened while the listings run, not after them
     for backend in session.backends:
         result = backend.scan(refresh=refresh, transcript=Transcript())
         updates.extend(result.updates)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from patchd.backends import select_backends
 from patchd.backends.base import Backend, BackendContext
 from patchd.config import AgentConfig
-from patchd.discovery.inventory import BackendStatus
 from patchd.discovery.osinfo import OsInfo, read_os_info
 from patchd.errors import UsageError
 from patchd.platforms import OsProfile, profile_for
@@ -23,6 +22,8 @@ from patchd.target import Target
 from patchd.timeutil import utcnow
 
 if TYPE_CHECKING:
+    from patchd.discovery.inventory import BackendStatus
+    from patchd.discovery.reboot import RebootState
     from patchd.policy.gate import PolicyGate
     from patchd.state.store import StateStore
 
@@ -90,6 +91,8 @@ class Session:
         raise UsageError(f"the {name} backend is not in use on {self.target}")
 
     def backend_statuses(self) -> list[BackendStatus]:
+        from patchd.discovery.inventory import BackendStatus
+
         statuses = [
             BackendStatus(b.name, b.probe().status.value, b.probe().detail) for b in self.backends
         ]
@@ -98,6 +101,17 @@ class Session:
             status, _, detail = rest.partition(": ")
             statuses.append(BackendStatus(name, status, detail))
         return statuses
+
+    def manager_reboot_reasons(self) -> tuple[str, ...]:
+        """Every usable backend's own reboot-pending signals (Windows Update's)."""
+        return tuple(r for b in self.backends for r in b.pending_reboot_reasons())
+
+    def reboot_state(self) -> RebootState:
+        """Whether the target needs a reboot: discovery's signals and the managers' own."""
+        from patchd.discovery.reboot import reboot_state, with_reasons
+
+        found = reboot_state(self.target, self.profile, self.os_info.kernel)
+        return with_reasons(found, self.manager_reboot_reasons())
 
     @cached_property
     def policy_gate(self) -> PolicyGate:

@@ -177,6 +177,20 @@ class Backend(ABC):
         )
         return result
 
+    def pending_reboot_reasons(self) -> tuple[str, ...]:
+        """Why the package manager itself says the system waits for a restart, if it does.
+
+        Where the manager keeps that state of its own (Windows Update's servicing stack),
+        a pending reboot shows up with the distribution's markers. Never raises: a manager
+        that cannot be asked is logged and counted as saying nothing.
+        """
+        try:
+            self.require()
+            return self._guard("read the pending reboot state", self._pending_reboot_reasons)
+        except PatchdError as e:
+            log.warning("%s: pending reboot state not read: %s", self.name, e)
+            return ()
+
     def advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
         """Security facts the backend can find locally for ``updates``, by update id.
 
@@ -312,6 +326,10 @@ class Backend(ABC):
     def _failure_reasons(self, output: str) -> dict[str, str]:
         """Package name → why the manager says it failed, from its output. Default: none."""
         return {}
+
+    def _pending_reboot_reasons(self) -> tuple[str, ...]:
+        """The manager's own reboot-pending signals. Default: it keeps none."""
+        return ()
 
     def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
         """Security facts from local sources. Default: the scan already carries them."""

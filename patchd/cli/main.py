@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from patchd.cli.logsetup import setup_logging
-from patchd.cli.parser import COMMANDS, build_parser, command_name
+from patchd.cli.parser import COMMANDS, build_parser, command_in, command_name
 from patchd.errors import ExitCode, PatchdError, UsageError
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _handler(command: str) -> Handler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``patchd`` with ``argv`` (default: the process arguments); return the exit status."""
-    parser = build_parser()
+    parser = build_parser(command_in(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse has printed usage or --help/--version

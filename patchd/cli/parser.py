@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from patchd import __version__
@@ -110,13 +111,15 @@ def _subcommand(subs: _SubParsers, name: str, help_text: str) -> argparse.Argume
     return sub
 
 
-def _trust_commands(commands: _SubParsers) -> None:
+def _key_commands(commands: _SubParsers) -> None:
     keys = _group(commands, "key", "administrator signing keys")
     generate = _subcommand(
         keys, "generate", "make an Ed25519 key pair: PREFIX.key (private) and PREFIX.pub"
     )
     generate.add_argument("--out", required=True, metavar="PREFIX", help="where to write the pair")
 
+
+def _trust_commands(commands: _SubParsers) -> None:
     trust = _group(
         commands,
         "trust",
@@ -189,7 +192,7 @@ def _policy_commands(commands: _SubParsers) -> None:
     )
 
 
-def _reporting_commands(commands: _SubParsers) -> None:
+def _enroll_command(commands: _SubParsers) -> None:
     enroll = _subcommand(
         commands, "enroll", "register this endpoint's key with a collector, using an admin's token"
     )
@@ -206,6 +209,9 @@ def _reporting_commands(commands: _SubParsers) -> None:
         help="read the token from FILE ('-': standard input), keeping it out of the process list",
     )
     _json_option(enroll)
+
+
+def _report_commands(commands: _SubParsers) -> None:
     report = _group(commands, "report", "signed status reports to the collector")
     send = _subcommand(report, "send", "make a report now, queue it, and send everything queued")
     _json_option(send)
@@ -234,23 +240,9 @@ def _service_commands(commands: _SubParsers) -> None:
         _json_option(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``patchd`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="patchd",
-        description=DESCRIPTION,
-        epilog=EXIT_CODE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"patchd {__version__}")
-    _global_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return _subcommand(commands, name, help_text)
-
-    scan = command(
-        "scan", "discover this machine and list the updates it lacks, classified by risk"
+def _scan_command(commands: _SubParsers) -> None:
+    scan = _subcommand(
+        commands, "scan", "discover this machine and list the updates it lacks, classified by risk"
     )
     _json_option(scan)
     scan.add_argument(
@@ -259,13 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch fresh repository metadata first (apt-get update)",
     )
 
-    status = command(
-        "status", "show the last scan and the recent runs (does not run a package manager)"
+
+def _status_command(commands: _SubParsers) -> None:
+    status = _subcommand(
+        commands,
+        "status",
+        "show the last scan and the recent runs (does not run a package manager)",
     )
     _json_option(status)
     status.add_argument("--runs", type=int, default=10, metavar="N", help="how many runs to show")
 
-    apply = command("apply", "install available updates, keeping a way back for each")
+
+def _apply_command(commands: _SubParsers) -> None:
+    apply = _subcommand(commands, "apply", "install available updates, keeping a way back for each")
     _json_option(apply)
     apply.add_argument(
         "packages",
@@ -286,15 +284,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not ask for confirmation (required without a terminal)",
     )
 
-    rollback = command(
-        "rollback", "undo an apply run: return its packages to their recorded versions"
+
+def _rollback_command(commands: _SubParsers) -> None:
+    rollback = _subcommand(
+        commands, "rollback", "undo an apply run: return its packages to their recorded versions"
     )
     _json_option(rollback)
     rollback.add_argument(
         "run_id", metavar="RUN_ID", help="the apply run to undo (see `patchd status`)"
     )
 
-    plan = command("plan", "every update with its decision under the active policy, and why")
+
+def _plan_command(commands: _SubParsers) -> None:
+    plan = _subcommand(
+        commands, "plan", "every update with its decision under the active policy, and why"
+    )
     _json_option(plan)
     plan.add_argument(
         "--at",
@@ -302,19 +306,97 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate at this time (ISO 8601, e.g. 2027-01-05T03:00:00Z) instead of now",
     )
 
-    windows = command("windows", "the next openings of this endpoint's maintenance windows")
+
+def _windows_command(commands: _SubParsers) -> None:
+    windows = _subcommand(
+        commands, "windows", "the next openings of this endpoint's maintenance windows"
+    )
     _json_option(windows)
     windows.add_argument(
         "--next", type=int, default=5, metavar="N", help="how many openings to show"
     )
     windows.add_argument("--at", metavar="TIME", help="start from this time instead of now")
 
-    agent = command("agent", "run as the service: scan, enforce the signed policy, reload it live")
+
+def _agent_command(commands: _SubParsers) -> None:
+    agent = _subcommand(
+        commands, "agent", "run as the service: scan, enforce the signed policy, reload it live"
+    )
     agent.add_argument("--once", action="store_true", help="one scan-plan-apply cycle, then exit")
 
-    _trust_commands(commands)
-    _policy_commands(commands)
-    _reporting_commands(commands)
-    _service_commands(commands)
+
+def _collector_commands(commands: _SubParsers) -> None:
     add_collector_commands(commands, _subcommand, _json_option)
+
+
+# Every top-level command's grammar, in the order `patchd --help` lists them.
+_TOP_LEVEL: dict[str, Callable[[_SubParsers], None]] = {
+    "scan": _scan_command,
+    "status": _status_command,
+    "apply": _apply_command,
+    "rollback": _rollback_command,
+    "plan": _plan_command,
+    "windows": _windows_command,
+    "agent": _agent_command,
+    "key": _key_commands,
+    "trust": _trust_commands,
+    "policy": _policy_commands,
+    "enroll": _enroll_command,
+    "report": _report_commands,
+    "service": _service_commands,
+    "collector": _collector_commands,
+}
+# Top-level options that take a value (the next argument, or after "=").
+_VALUE_OPTIONS = ("--config", "--state-dir", "--root")
+_FLAG_OPTIONS = ("--debug", "--version", "--help")
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The top-level command ``argv`` names, or ``None`` when that is not plain to see.
+
+    Only a command line whose options before the command are all known (as argparse
+    reads them, abbreviations included) names one; anything else gets ``None``.
+    """
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in {"--", "-"}:
+            return None
+        if arg.startswith("--"):
+            option, has_value, _ = arg.partition("=")
+            values = [o for o in _VALUE_OPTIONS if o.startswith(option)]
+            flags = [o for o in _FLAG_OPTIONS if o.startswith(option)]
+            if len(values) + len(flags) != 1 or len(option) < 3:
+                return None
+            skip = bool(values) and not has_value
+            continue
+        if arg.startswith("-"):
+            if arg == "-h":
+                continue
+            return None
+        return arg if arg in _TOP_LEVEL else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``patchd`` argument parser.
+
+    With ``command`` (a top-level command, see :func:`command_in`), only that command's
+    grammar is built: what it accepts, its help and its errors are the same, and the
+    others' grammars, which running it does not need, cost nothing.
+    """
+    parser = argparse.ArgumentParser(
+        prog="patchd",
+        description=DESCRIPTION,
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"patchd {__version__}")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, add in _TOP_LEVEL.items():
+        if command is None or command not in _TOP_LEVEL or name == command:
+            add(commands)
     return parser

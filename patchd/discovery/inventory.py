@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from patchd.discovery.osinfo import OsInfo
-from patchd.discovery.reboot import RebootState, reboot_state
+from patchd.discovery.reboot import RebootState, reboot_state, with_reasons
 from patchd.models import InstalledPackage
 from patchd.platforms import OsProfile
 from patchd.target import Target
@@ -121,8 +121,10 @@ def discover(
     backends: Sequence[BackendStatus],
     tags: Sequence[str],
     now: datetime,
+    reboot_reasons: Sequence[str] = (),
 ) -> Inventory:
-    """Assemble the inventory of ``target`` (packages come from the backends' databases)."""
+    """Assemble the inventory of ``target`` (packages come from the backends' databases;
+    ``reboot_reasons`` are the package managers' own reboot-pending signals)."""
     from patchd.discovery.eol import eol_status  # loads a data table: only when discovering
 
     machine_type, hardware = _machine(now) if target.is_host else (None, None)
@@ -135,7 +137,7 @@ def discover(
         machine_type=machine_type,
         hardware=hardware,
         packages=tuple(sorted(packages, key=lambda p: (p.backend, p.name, p.arch))),
-        reboot=reboot_state(target, profile, os_info.kernel),
+        reboot=with_reasons(reboot_state(target, profile, os_info.kernel), reboot_reasons),
         eol=eol_status(os_info.id, os_info.version, id_like=os_info.id_like, today=now.date()),
         tags=tuple(tags),
         backends=tuple(backends),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from patchd.boundedread import read_bounded
 from patchd.platforms import OsProfile
 from patchd.target import Target
 
@@ -182,6 +183,14 @@ def reboot_state(
     return RebootState(required=bool(reasons), reasons=tuple(reasons), restart=restart)
 
 
+def with_reasons(state: RebootState, reasons: Sequence[str]) -> RebootState:
+    """``state`` with more reasons (a package manager's own signals): then a reboot is required."""
+    if not reasons:
+        return state
+    merged = (*state.reasons, *reasons)
+    return RebootState(required=True, reasons=merged, restart=state.restart)
+
+
 def _reboot_reason(stale: StaleProcess) -> str:
     who = stale.name if stale.pid == 1 else f"{stale.unit} ({stale.name}, pid {stale.pid})"
     return f"{who} maps a replaced library ({stale.files[0]})"
@@ -263,8 +272,7 @@ def _process_ids(proc_dir: Path) -> tuple[list[int], int]:
 
 def _read_head(path: Path, max_bytes: int) -> bytes:
     """At most ``max_bytes`` of ``path``, cut after its last complete line if it is longer."""
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+    data = read_bounded(path, max_bytes + 1)
     if len(data) > max_bytes:
         data = data[: data.rfind(b"\n", 0, max_bytes) + 1]
     return data

@@ -296,10 +296,9 @@ class PatchRun:
         target = self.session.target
         if self.policy is None or not target.is_host:
             return False
-        from patchd.discovery.reboot import reboot_state
         from patchd.reboots import RebootAction, plan_reboot
 
-        state = reboot_state(target, self.session.profile, self.session.os_info.kernel)
+        state = self.session.reboot_state()
         decision = plan_reboot(self.policy.policy.reboot, in_window=_in_window(self.session, self.policy),
                                reboot_state=state)  # fmt: skip
         if decision.action is not RebootAction.NOT_NEEDED or state.restart.units:
@@ -449,10 +448,9 @@ def reboot_if_pending(
         return PendingReboot(None, "no policy in force (or not the host): patchd does not reboot")
     if not policy.policy.reboot.allowed:  # before looking: reading every process costs
         return PendingReboot(None, "the policy does not allow patchd to reboot")
-    from patchd.discovery.reboot import reboot_state
     from patchd.reboots import RebootAction, plan_reboot
 
-    state = reboot_state(target, session.profile, session.os_info.kernel)
+    state = session.reboot_state()
     if not state.required:
         return PendingReboot(None, "no reboot needed")
     in_window, next_opening = _window_openings(session, policy)

@@ -61,13 +61,13 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     apps = installed_then_updated(tmp_path)
     root = apps.root
     calls: list[tuple[str, ...]] = []
-    real_run = process.run
+    real_start = process.start
 
-    def spy(argv: list[str], **kwargs: object) -> process.CommandResult:
-        calls.append(tuple(argv))
-        return real_run(argv, **kwargs)  # type: ignore[arg-type]
+    def spy(argv: list[str], **kwargs: object) -> process.RunningCommand:
+        calls.append(tuple(argv))  # every command: process.run starts through it too
+        return real_start(argv, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(process, "run", spy)
+    monkeypatch.setattr(process, "start", spy)
     context = BackendContext(Target.at(root.path), DEBIAN, tmp_path / "work")
     yield Setup(FlatpakBackend(context), root, apps.old, apps.new, calls)
     assert _host_fingerprint() == host_before, "the host's flatpak installation changed"
@@ -235,3 +235,23 @@ def test_a_change_for_another_backend_is_refused_before_anything_runs(setup: Set
 
 def test_the_host_installation_is_used_without_flatpak_variables(tmp_path: Path) -> None:
     assert FlatpakBackend(BackendContext(Target(Path("/")), DEBIAN, tmp_path)).env == {}
+
+
+def test_a_scan_lists_once_and_a_second_probe_asks_no_version(setup: Setup, tmp_path: Path) -> None:
+    """As patchd's scan drives it: listings started together, the installed refs read once."""
+    setup.backend.start_scan()
+    installed = setup.backend.installed_packages()
+    result = setup.backend.scan()
+    assert {p.name for p in installed} == set(setup.old)
+    assert {u.name for u in result.updates} == {f"{HELLO}//stable", f"{WORLD}//stable"}
+    assert setup.calls == [
+        ("flatpak", "--version"),
+        setup.argv("list", "--columns=application,arch,branch,active,origin,options"),
+        setup.argv("remote-ls", "--updates", "--columns=ref,commit,origin"),
+    ]
+    again = FlatpakBackend(setup.backend.context)
+    assert again.probe() == setup.backend.probe()
+    assert setup.calls.count(("flatpak", "--version")) == 1
+    again.start_scan()
+    assert again.scan().updates == result.updates  # a new scan reads afresh
+    assert len(setup.calls) == 5

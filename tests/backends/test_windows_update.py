@@ -216,3 +216,52 @@ def test_a_rollback_to_another_revision_and_foreign_changes_are_refused(
     with pytest.raises(BackendError, match="belongs to winget"):
         windows.apply([PackageChange("winget", "KB1", "all", "", CU)], Transcript())
     assert not any("install" in call or "uninstall" in call for call in gateway.calls)
+
+
+def test_a_pending_windows_restart_shows_in_the_inventory_like_linux_markers(
+    tmp_path: Path, windows: WindowsUpdateBackend, gateway: FakeGateway
+) -> None:
+    from datetime import UTC, datetime
+
+    from patchd.discovery.inventory import discover
+    from patchd.discovery.osinfo import OsInfo
+    from patchd.platforms import profile_for
+    from patchd.target import Target
+
+    gateway.answers[(*PS, "reboot-state")] = captured("windows-update", "reboot-state.json")
+    reasons = windows.pending_reboot_reasons()
+    assert gateway.calls[-1] == (*PS, "reboot-state")
+    assert reasons == (
+        "Windows Update waits for a restart (HKLM:\\SOFTWARE\\Microsoft\\Windows\\"
+        "CurrentVersion\\WindowsUpdate\\Auto Update\\RebootRequired, "
+        "ISystemInformation.RebootRequired)",
+    )
+    root = tmp_path / "root"
+    root.mkdir()
+    inventory = discover(
+        target=Target.at(root),
+        os_info=OsInfo("windows-server", (), "Windows Server 2016", "10.0.14393", "", "", ""),
+        profile=profile_for("windows-server"),
+        packages=[],
+        backends=[],
+        tags=[],
+        now=datetime(2026, 12, 5, tzinfo=UTC),
+        reboot_reasons=reasons,
+    )
+    assert inventory.reboot.as_dict() == {"required": True, "reasons": list(reasons)}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(Answer(stdout='{"rebootRequired":false,"reasons":[]}'), id="no-restart"),
+        pytest.param(Answer(stdout="WARNING: not JSON\r\n"), id="garbage"),
+        pytest.param(Answer(stderr="Access is denied.", returncode=1), id="script-fails"),
+    ],
+)
+def test_no_pending_restart_or_an_unreadable_state_adds_no_reason(
+    windows: WindowsUpdateBackend, gateway: FakeGateway, answer: Answer
+) -> None:
+    gateway.answers[(*PS, "reboot-state")] = answer
+    assert windows.pending_reboot_reasons() == ()
+    assert gateway.calls[-1] == (*PS, "reboot-state")

@@ -190,3 +190,35 @@ def test_a_lock_that_goes_away_ends_the_wait(tmp_path: Path) -> None:
     assert len(clock.slept) == 1
     wait_for_lock(tmp_path / "absent.lck", 60, sleep=clock.sleep, monotonic=clock.monotonic)
     assert len(clock.slept) == 1
+
+
+def test_pacmans_version_is_asked_once_per_installed_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchd import process
+
+    require("pacman")
+    local = tmp_path / "var/lib/pacman/local"
+    local.mkdir(parents=True)
+    (local / "ALPM_DB_VERSION").write_text("9\n")
+    calls: list[list[str]] = []
+    real_run = process.run
+
+    def spy(argv: list[str], **kwargs: object) -> process.CommandResult:
+        calls.append(list(argv))
+        return real_run(argv, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(process, "run", spy)
+    first = _backend(tmp_path).probe()
+    asked = subprocess.run(
+        ["pacman", "--version"], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert first.status is ProbeStatus.PRESENT
+    assert f"Pacman v{first.version}" in asked.stdout
+    assert calls == [["pacman", "--version"]]
+    second = _backend(tmp_path).probe()  # a new process would be a new backend
+    assert second == first
+    assert calls == [["pacman", "--version"]]
+    (tmp_path / "work/pacman/version").write_text("/usr/bin/pacman:0:0\n0.1\n")  # another binary
+    assert _backend(tmp_path).probe() == first
+    assert len(calls) == 2

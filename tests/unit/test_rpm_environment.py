@@ -171,6 +171,22 @@ def test_a_tools_version_is_asked_once_per_installed_binary(tmp_path: Path) -> N
     assert remembered_version("no-such-program-here", tmp_path / "x", ask) is None
 
 
+def test_a_version_that_cannot_be_remembered_is_still_given(tmp_path: Path) -> None:
+    from patchd.backends.rpm.toolversion import remembered_version
+
+    (tmp_path / "state").write_text("a file where the state directory should be\n")
+    cache = tmp_path / "state" / "work" / "version"
+    asked: list[str] = []
+
+    def ask() -> str:
+        asked.append("sh")
+        return "9.9"
+
+    assert remembered_version("sh", cache, ask) == "9.9"
+    assert remembered_version("sh", cache, ask) == "9.9"
+    assert asked == ["sh", "sh"]  # asked each time, and no error
+
+
 def test_yum_is_absent_where_it_is_not_installed(tmp_path: Path) -> None:
     import shutil
 

@@ -67,7 +67,11 @@ class DnfBackend(Backend):
 
     @cached_property
     def rpmdb(self) -> RpmDatabase:
-        return RpmDatabase(self.context.target, find_db_dir(self.context.target) or "/var/lib/rpm")
+        return RpmDatabase(
+            self.context.target,
+            find_db_dir(self.context.target) or "/var/lib/rpm",
+            memo_file=self.context.work_dir / self.name / "rpmdb-health",
+        )
 
     @cached_property
     def _installed(self) -> InstalledSnapshot:

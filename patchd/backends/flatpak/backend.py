@@ -17,21 +17,26 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchd import process
 from patchd.atomicfile import atomic_write_text
-from patchd.backends.base import Backend, Probe, ProbeStatus, RollbackSource, ScanResult
-from patchd.backends.flatpak.listing import (
-    LIST_COLUMNS,
-    UPDATE_COLUMNS,
-    InstalledRef,
-    parse_list,
-    parse_updates,
+from patchd.backends.base import (
+    Backend,
+    BackendContext,
+    Probe,
+    ProbeStatus,
+    RollbackSource,
+    ScanResult,
 )
 from patchd.backends.recorded import run_recorded
+from patchd.backends.rpm.toolversion import remembered_version  # not RPM-specific
 from patchd.errors import BackendError, CommandError, ToolNotFoundError
 from patchd.models import Classification, InstalledPackage, PackageChange, Update
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:  # the listing's parsers load only when flatpak is there to list
+    from patchd.backends.flatpak.listing import InstalledRef
 
 PROBE_TIMEOUT_S = 30.0
 LIST_TIMEOUT_S = 300.0  # remote-ls fetches each remote's summary
@@ -47,6 +52,12 @@ class FlatpakBackend(Backend):
     """flatpak's system installation (``flatpak --system``)."""
 
     name = "flatpak"
+
+    def __init__(self, context: BackendContext) -> None:
+        super().__init__(context)
+        # One scan's `flatpak list` and `remote-ls --updates`, started together.
+        self._listing: tuple[process.RunningCommand, process.RunningCommand] | None = None
+        self._scan_refs: list[InstalledRef] | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -73,27 +84,68 @@ class FlatpakBackend(Backend):
         if not self.context.target.is_host and not installation.is_dir():
             return Probe(ProbeStatus.ABSENT, f"no system flatpak installation at {installation}")
         try:
-            result = process.run(["flatpak", "--version"], timeout_s=PROBE_TIMEOUT_S)
+            # Asked once per installed binary: the probe runs before every scan's listings.
+            version = remembered_version(
+                "flatpak", self.context.work_dir / "flatpak" / "version", self._ask_version
+            )
         except ToolNotFoundError:
+            version = None
+        if version is None:
             return Probe(ProbeStatus.ABSENT, "flatpak is not installed")
+        return Probe(ProbeStatus.PRESENT, f"flatpak {version}", version)
+
+    def _ask_version(self) -> str:
+        result = process.run(["flatpak", "--version"], timeout_s=PROBE_TIMEOUT_S)
         match = _VERSION.search(result.stdout)
         if match is None:
             line = result.stdout.strip().splitlines()[:1]
-            return Probe(ProbeStatus.BROKEN, f"unexpected `flatpak --version` output: {line}")
-        return Probe(ProbeStatus.PRESENT, f"flatpak {match[1]}", match[1])
+            raise BackendError(f"unexpected `flatpak --version` output: {line}")
+        return match[1]
 
     def _refs(self) -> list[InstalledRef]:
+        from patchd.backends.flatpak.listing import LIST_COLUMNS, parse_list
+
         result = self._run(self._flatpak("list", f"--columns={LIST_COLUMNS}"), LIST_TIMEOUT_S)
         return parse_list(result.stdout)
 
+    def _scanned_refs(self) -> list[InstalledRef]:
+        """The installed refs of this scan: read once, by the listing started in the background."""
+        if self._listing is None:
+            return self._refs()  # no scan running: what is installed now
+        if self._scan_refs is None:
+            from patchd.backends.flatpak.listing import parse_list
+
+            self._scan_refs = parse_list(self._listing[0].wait().stdout)
+        return self._scan_refs
+
+    def _start_listing(self) -> None:
+        if self._listing is None:
+            from patchd.backends.flatpak.listing import LIST_COLUMNS, UPDATE_COLUMNS
+
+            self._scan_refs = None
+            installed = self._flatpak("list", f"--columns={LIST_COLUMNS}")
+            updates = self._flatpak("remote-ls", "--updates", f"--columns={UPDATE_COLUMNS}")
+            self._listing = (
+                process.start(installed, timeout_s=LIST_TIMEOUT_S, env=self.env),
+                process.start(updates, timeout_s=LIST_TIMEOUT_S, env=self.env),
+            )
+
     def _installed_packages(self) -> list[InstalledPackage]:
-        return [InstalledPackage(r.name, r.commit, r.arch, self.name) for r in self._refs()]
+        return [InstalledPackage(r.name, r.commit, r.arch, self.name) for r in self._scanned_refs()]
 
     def _list_updates(self) -> ScanResult:
-        installed = {(r.name, r.arch): r for r in self._refs()}
-        result = self._run(
-            self._flatpak("remote-ls", "--updates", f"--columns={UPDATE_COLUMNS}"), LIST_TIMEOUT_S
-        )
+        from patchd.backends.flatpak.listing import UPDATE_COLUMNS, parse_updates
+
+        if self._listing is None:  # not started by start_scan: read one after the other
+            installed = {(r.name, r.arch): r for r in self._refs()}
+            argv = self._flatpak("remote-ls", "--updates", f"--columns={UPDATE_COLUMNS}")
+            result = self._run(argv, LIST_TIMEOUT_S)
+        else:
+            try:
+                installed = {(r.name, r.arch): r for r in self._scanned_refs()}
+                result = self._listing[1].wait()
+            finally:
+                self._listing, self._scan_refs = None, None  # the next scan reads afresh
         updates = []
         for available in parse_updates(result.stdout):
             current = installed.get((available.name, available.arch))

@@ -17,6 +17,7 @@ import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchd import process
 from patchd.backends.base import (
@@ -32,8 +33,8 @@ from patchd.backends.pacman.listing import UpgradableEntry, parse_upgradable
 from patchd.backends.pacman.localdb import DB_VERSION_FILE, read_installed
 from patchd.backends.pacman.lock import wait_for_lock
 from patchd.backends.pacman.syncinfo import parse_sync_info
-from patchd.backends.pacman.tracker import AdvisoryIndex, load_groups
 from patchd.backends.pacman.versions import compare
+from patchd.backends.rpm.toolversion import remembered_version  # not RPM-specific
 from patchd.errors import CommandError, ConfigError, LockHeldError
 from patchd.models import (
     Classification,
@@ -45,6 +46,9 @@ from patchd.models import (
     UpdateState,
 )
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:  # the tracker export's reader loads only when one is configured
+    from patchd.backends.pacman.tracker import AdvisoryIndex
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +103,17 @@ class PacmanBackend(Backend):
                 f"{local} has no {DB_VERSION_FILE}: a database from an old pacman "
                 "(run pacman-db-upgrade)",
             )
+        # `pacman --version` once per installed binary: a process per probe would delay
+        # every scan's listing by as much as the listing itself takes on a small system.
+        version = remembered_version(
+            "pacman", self.context.work_dir / "pacman" / "version", self._ask_version
+        )
+        return Probe(ProbeStatus.PRESENT, f"pacman {version or '(version unknown)'}", version)
+
+    def _ask_version(self) -> str | None:
         result = process.run(["pacman", "--version"], timeout_s=PROBE_TIMEOUT_S)
         found = _VERSION_LINE.search(result.stdout)
-        version = found[1] if found else None
-        return Probe(ProbeStatus.PRESENT, f"pacman {version or '(version unknown)'}", version)
+        return found[1] if found else None
 
     def _installed_packages(self) -> list[InstalledPackage]:
         self._installed = read_installed(self.pacman.paths.local_db)
@@ -142,6 +153,8 @@ class PacmanBackend(Backend):
         path = self._advisories_file
         if path is None:
             return None
+        from patchd.backends.pacman.tracker import AdvisoryIndex, load_groups
+
         try:
             return AdvisoryIndex(load_groups(path))
         except ConfigError as e:

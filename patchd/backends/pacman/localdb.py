@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from patchd.boundedread import read_bounded
 from patchd.errors import BackendError
 from patchd.models import InstalledPackage
 
@@ -26,8 +27,7 @@ _FIELDS = {
 
 def _read_entry(entry: str) -> InstalledPackage | None:
     try:
-        with open(os.path.join(entry, "desc"), "rb") as f:  # the hot path: no pathlib
-            data = f.read(MAX_DESC_BYTES)
+        data = read_bounded(os.path.join(entry, "desc"), MAX_DESC_BYTES)  # no pathlib: hot
     except OSError:
         return None
     found = {name: pattern.search(data) for name, pattern in _FIELDS.items()}

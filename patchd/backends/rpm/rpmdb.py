@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from patchd import process
+from patchd.atomicfile import atomic_write_text
 from patchd.backends.rpm.versions import compare, evr
 from patchd.models import InstalledPackage
 from patchd.target import Target
@@ -71,11 +72,17 @@ def newest_per_package(rows: list[RpmRow]) -> dict[tuple[str, str], RpmRow]:
 
 
 class RpmDatabase:
-    """Reads one target's rpm database with the host's ``rpm``."""
+    """Reads one target's rpm database with the host's ``rpm``.
 
-    def __init__(self, target: Target, db_dir: str) -> None:
+    With a ``memo_file``, the health check's answer is kept there, keyed by the
+    database's files and the ``rpm`` binary (see :func:`database_fingerprint`): while
+    neither changes, the next probe needs no ``rpm`` process before the listing starts.
+    """
+
+    def __init__(self, target: Target, db_dir: str, memo_file: Path | None = None) -> None:
         self.target = target
         self.db_dir = db_dir
+        self._memo_file = memo_file
 
     def query_argv(self, *args: str) -> list[str]:
         """An ``rpm`` command line that reads the target's database."""
@@ -83,26 +90,37 @@ class RpmDatabase:
         return ["rpm", *root, "--dbpath", self.db_dir, *args]
 
     @cached_property
-    def _releasever_lookup(self) -> process.CommandResult:
-        # One indexed lookup serves both as the health check and as dnf's release probe.
-        return process.run(
+    def _releasever_lookup(self) -> tuple[int, str]:
+        """rpm's exit status and output for the release provide (0 found, 1 not found).
+
+        One indexed lookup serves both as the health check and as dnf's release probe.
+        A healthy answer is remembered for an unchanged database; a failure never is.
+        """
+        fingerprint = database_fingerprint(self.target.path(self.db_dir))
+        remembered = _read_memo(self._memo_file, fingerprint)
+        if remembered is not None:
+            return remembered, ""
+        result = process.run(
             self.query_argv("-q", "--whatprovides", RELEASEVER_PROVIDE),
             timeout_s=QUERY_TIMEOUT_S,
             ok_codes=range(256),
         )
+        if _healthy(result.returncode, result.output):
+            _write_memo(self._memo_file, fingerprint, result.returncode)
+        return result.returncode, result.output
 
     def health_problem(self) -> str:
         """Why the database cannot be read, or ``""`` (rpm prints ``error:`` lines then)."""
-        result = self._releasever_lookup
-        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-        if not errors and result.returncode in (0, 1):
+        returncode, output = self._releasever_lookup
+        if _healthy(returncode, output):
             return ""
-        reason = errors[-1] if errors else f"rpm exited with status {result.returncode}"
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        reason = errors[-1] if errors else f"rpm exited with status {returncode}"
         return f"rpm cannot read {self.db_dir} in {self.target}: {reason}"
 
     def provides_releasever(self) -> bool:
         """Whether a package tells dnf the release (``system-release(releasever)``)."""
-        return self._releasever_lookup.returncode == 0 and not self.health_problem()
+        return self._releasever_lookup[0] == 0 and not self.health_problem()
 
     def start_query(self) -> process.RunningCommand:
         """Start reading every installed package (collect with :meth:`collect`)."""
@@ -124,6 +142,69 @@ class RpmDatabase:
     def lock_file(self) -> Path:
         """The file rpm locks (``fcntl``) during a transaction."""
         return self.target.path(self.db_dir) / ".rpm.lock"
+
+
+def _healthy(returncode: int, output: str) -> bool:
+    return returncode in (0, 1) and not any(
+        line.startswith("error:") for line in output.splitlines()
+    )
+
+
+# Files a mere reader changes (SQLite's shared-memory index) or that hold no data.
+_VOLATILE_SUFFIXES = ("-shm", ".rpm.lock")
+MAX_DB_FILES = 1000  # an rpm database directory holds a handful; a bound all the same
+
+
+def database_fingerprint(db_path: Path) -> str | None:
+    """A digest of the database's files and of the ``rpm`` that reads them, or ``None``.
+
+    Every transaction rewrites at least one file of the database (its size, time or
+    inode changes), so an equal fingerprint means rpm would answer as it did before.
+    ``None`` when anything cannot be looked at: then nothing is remembered.
+    """
+    import hashlib
+    import os
+    import shutil
+
+    rpm = shutil.which("rpm", path=process.base_environment()["PATH"])
+    if rpm is None:
+        return None
+    try:
+        st = os.stat(rpm)
+        parts = [str(db_path), f"{rpm}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"]
+        with os.scandir(db_path) as entries:
+            files = sorted(entries, key=lambda e: e.name)
+        if len(files) > MAX_DB_FILES:
+            return None
+        for entry in files:
+            if entry.name.endswith(_VOLATILE_SUFFIXES):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            parts.append(f"{entry.name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+    except OSError:
+        return None
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_memo(memo_file: Path | None, fingerprint: str | None) -> int | None:
+    if memo_file is None or fingerprint is None:
+        return None
+    try:
+        key, _, value = memo_file.read_text(encoding="utf-8").partition("\n")
+    except OSError:
+        return None
+    value = value.strip()
+    return int(value) if key == fingerprint and value in ("0", "1") else None
+
+
+def _write_memo(memo_file: Path | None, fingerprint: str | None, returncode: int) -> None:
+    if memo_file is None or fingerprint is None:
+        return
+    try:
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(memo_file, f"{fingerprint}\n{returncode}\n", mode=0o644)
+    except OSError:
+        pass  # a read-only state directory: rpm is asked again next time
 
 
 class InstalledSnapshot:

@@ -68,6 +68,9 @@ def remembered_version(program: str, cache_file: Path, ask: Callable[[], str | N
         pass
     answer = ask()
     if answer:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache_file, f"{key}\n{answer}\n", mode=0o644)
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cache_file, f"{key}\n{answer}\n", mode=0o644)
+        except OSError:
+            pass  # a read-only state directory: asked again next time, no harm
     return answer

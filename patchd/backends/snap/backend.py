@@ -15,14 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchd import process
 from patchd.backends.base import Backend, Probe, ProbeStatus, RollbackSource, ScanResult
 from patchd.backends.recorded import run_recorded
-from patchd.backends.snap.table import SnapRow, parse_table, parse_version
 from patchd.errors import CommandError, ToolNotFoundError
 from patchd.models import Classification, InstalledPackage, PackageChange, Update, UpdateState
 from patchd.transcript import Transcript
+
+if TYPE_CHECKING:  # the table's parser loads only when snapd is there to ask
+    from patchd.backends.snap.table import SnapRow
 
 PROBE_TIMEOUT_S = 30.0
 LIST_TIMEOUT_S = 300.0  # snap refresh --list asks the store
@@ -56,6 +59,8 @@ class SnapBackend(Backend):
         return str(self.context.settings.get("arch") or snap_architecture())
 
     def _table(self, *args: str, timeout_s: float = LIST_TIMEOUT_S) -> list[SnapRow]:
+        from patchd.backends.snap.table import parse_table
+
         result = process.run(["snap", *args], timeout_s=timeout_s)
         return parse_table(result.stdout + "\n" + result.stderr)
 
@@ -71,6 +76,8 @@ class SnapBackend(Backend):
             result = process.run(["snap", "version"], timeout_s=PROBE_TIMEOUT_S)
         except ToolNotFoundError:
             return Probe(ProbeStatus.ABSENT, "snap is not installed")
+        from patchd.backends.snap.table import parse_version
+
         versions = parse_version(result.stdout)
         snapd = versions.get("snapd")
         if snapd is None or snapd == "unavailable":
@@ -134,6 +141,8 @@ class SnapBackend(Backend):
             return []
         # Refreshing by name installs what the store offers now: only if that is the
         # revision scanned (a specific revision needs developer access to the snap).
+        from patchd.backends.snap.table import parse_table
+
         listing = run_recorded(["snap", "refresh", "--list"], transcript, timeout_s=LIST_TIMEOUT_S)
         offered = {
             row.name: row.revision for row in parse_table(listing.stdout + "\n" + listing.stderr)

@@ -119,6 +119,13 @@ class WindowsUpdateBackend(Backend):
         self.require()
         return parse_reboot_state(self._script("reboot-state", timeout_s=PROBE_TIMEOUT_S).stdout)
 
+    def _pending_reboot_reasons(self) -> tuple[str, ...]:
+        pending, signals = self.reboot_state()
+        if not pending:
+            return ()
+        shown = ", ".join(signals) if signals else "no signal named"
+        return (f"Windows Update waits for a restart ({shown})",)
+
     # -- change ----------------------------------------------------------------------
 
     def _install(

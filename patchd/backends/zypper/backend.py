@@ -28,6 +28,7 @@ from patchd.backends.base import (
     RollbackSource,
     ScanResult,
 )
+from patchd.backends.dnf.repos import enabled_repo_ids  # zypp's repos.d has the same format
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine
 from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.keep import keep_old_rpms
@@ -73,7 +74,11 @@ class ZypperBackend(Backend):
 
     @cached_property
     def rpmdb(self) -> RpmDatabase:
-        return RpmDatabase(self.context.target, find_db_dir(self.context.target) or "/var/lib/rpm")
+        return RpmDatabase(
+            self.context.target,
+            find_db_dir(self.context.target) or "/var/lib/rpm",
+            memo_file=self.context.work_dir / self.name / "rpmdb-health",
+        )
 
     @cached_property
     def _installed(self) -> InstalledSnapshot:
@@ -129,6 +134,9 @@ class ZypperBackend(Backend):
         self._start_listing()
         assert self._listing is not None
         listing, self._listing = self._listing, None
+        # Read while zypper lists: its repositories' advisories of installed packages.
+        installed = frozenset(p.name for p in self._installed.get())
+        advisories = {alias: self._repo_advisories(alias, installed) for alias in self._aliases()}
         result = listing.wait()
         try:
             listed = parse_list_updates(result.stdout)
@@ -136,10 +144,11 @@ class ZypperBackend(Backend):
             raise BackendError(str(e), hint="run the same zypper command by hand") from None
         warnings = [f"zypper: {m}" for m in listed.messages]
         warnings += [f"zypper cannot install {b} as things are" for b in listed.blocked]
-        index = self._patch_index(listed.patches, frozenset(p.name for p in listed.packages))
+        index = self._patch_index(
+            listed.patches, advisories, frozenset(p.name for p in listed.packages)
+        )
         by_id = {p.facts.id: p for p in listed.patches}
         updates = tuple(self._update(p, index, by_id) for p in listed.packages)
-        self._installed.get()  # the reading started with the listing has ended too: collect it
         return ScanResult(updates=updates, warnings=tuple(warnings))
 
     def _update(
@@ -166,15 +175,30 @@ class ZypperBackend(Backend):
             notes=tuple(notes),
         )
 
-    def _patch_index(self, patches: Sequence[PatchInfo], wanted: frozenset[str]) -> AdvisoryIndex:
-        """Which packages zypper's listed patches update, from their repositories' updateinfo."""
+    def _patch_index(
+        self,
+        patches: Sequence[PatchInfo],
+        read: Mapping[str, list[RepoAdvisory]],
+        wanted: frozenset[str],
+    ) -> AdvisoryIndex:
+        """Which packages zypper's listed patches update, from their repositories' updateinfo.
+
+        ``read`` holds what was read while zypper listed; a repository not in it is read now.
+        """
         listed = {p.facts.id for p in patches}
         found: list[RepoAdvisory] = []
         for alias in sorted({p.repo for p in patches if p.repo}):
-            path = updateinfo_location(self.env.raw_cache(alias) / "repodata")
-            if path is not None:
-                found += [a for a in read_updateinfo(path, wanted) if a.id in listed]
+            advisories = read[alias] if alias in read else self._repo_advisories(alias, wanted)
+            found += [a for a in advisories if a.id in listed]
         return AdvisoryIndex(found)
+
+    def _aliases(self) -> list[str]:
+        """The repositories enabled in zypp's ``repos.d`` (the same INI files as dnf's)."""
+        return enabled_repo_ids(self.context.target.path("/etc/zypp/repos.d"))
+
+    def _repo_advisories(self, alias: str, wanted: frozenset[str]) -> list[RepoAdvisory]:
+        path = updateinfo_location(self.env.raw_cache(alias) / "repodata")
+        return read_updateinfo(path, wanted) if path is not None else []
 
     # -- change ----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ STAMPS := .stamps
 # Debian packages the tests and the demo drive for real (see tests/README.md).
 DEBIAN_PACKAGES := apt-utils dpkg-dev busybox-static btrfs-progs snapper zfs-fuse \
 	rpm dnf createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd \
-	flatpak postgresql chromium systemd man-db groff-base zsh fish
+	flatpak postgresql chromium systemd man-db groff-base zsh fish debootstrap systemd-container
 
 .PHONY: all demo test lint typecheck unit bench clean debian-deps venv
 

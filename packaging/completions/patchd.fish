@@ -51,7 +51,7 @@ function _shtab_patchd_using
 end
 
 set -g _shtab_patchd_commands scan status apply rollback plan windows agent key 'key generate' trust 'trust init' 'trust rotate' 'trust sign' 'trust verify' 'trust update' 'trust show' policy 'policy sign' 'policy verify' 'policy check' 'policy activate' enroll report 'report send' 'report show' 'report status' service 'service install' 'service uninstall' 'service status' collector 'collector serve' 'collector token' 'collector token create' 'collector token list' 'collector endpoints' 'collector approve-key' 'collector policy' 'collector policy publish' 'collector report' 'collector verify-export'
-set -g _shtab_patchd_opts_with_value --add-key --admin-token-file --at --collector --config --db --evidence --format --key --listen --manager --next --note --out --remove-key --root --runs --stale-after --state-dir --threshold --tls-cert --tls-key --token --trust --ttl --uses --workers
+set -g _shtab_patchd_opts_with_value --add-key --admin-token-file --at --collector --config --db --evidence --format --key --listen --manager --next --note --out --remove-key --root --runs --stale-after --state-dir --threshold --tls-cert --tls-key --token --token-file --trust --ttl --uses --workers
 
 complete -c patchd -e
 complete -c patchd -f
@@ -214,7 +214,8 @@ complete -c patchd -n '_shtab_patchd_using enroll' -l state-dir -x -d 'local sta
 complete -c patchd -n '_shtab_patchd_using enroll' -l root -x -d 'root of the installed system to manage (default /): a mounted image or container root'
 complete -c patchd -n '_shtab_patchd_using enroll' -l debug -d 'verbose logs, and tracebacks for unexpected errors'
 complete -c patchd -n '_shtab_patchd_using enroll' -l collector -x -d 'the collector'"'"'s base URL (https://...)'
-complete -c patchd -n '_shtab_patchd_using enroll' -l token -x -d 'an enrolment token from an administrator'
+complete -c patchd -n '_shtab_patchd_using enroll' -l token -x -d 'an enrolment token from an administrator (visible in ps)'
+complete -c patchd -n '_shtab_patchd_using enroll' -l token-file -x -d 'read the token from FILE ('"'"'-'"'"': standard input), keeping it out of the process list'
 complete -c patchd -n '_shtab_patchd_using enroll' -l json -d 'write one JSON document (with "schema_version") to standard output'
 complete -c patchd -n '_shtab_patchd_using; and test $_shtab_patchd_npos -eq 0' -a report -d 'signed status reports to the collector'
 complete -c patchd -n '_shtab_patchd_using report' -s h -l help -d 'show this help message and exit'

@@ -196,8 +196,14 @@ def _reporting_commands(commands: _SubParsers) -> None:
     enroll.add_argument(
         "--collector", required=True, metavar="URL", help="the collector's base URL (https://...)"
     )
-    enroll.add_argument(
-        "--token", required=True, metavar="TOKEN", help="an enrolment token from an administrator"
+    token = enroll.add_mutually_exclusive_group(required=True)
+    token.add_argument(
+        "--token", metavar="TOKEN", help="an enrolment token from an administrator (visible in ps)"
+    )
+    token.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="read the token from FILE ('-': standard input), keeping it out of the process list",
     )
     _json_option(enroll)
     report = _group(commands, "report", "signed status reports to the collector")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -68,6 +69,22 @@ def check_token(token: str) -> str:
             hint="paste the token exactly as `patchd collector token create` printed it",
         )
     return token
+
+
+def read_token_file(path: str) -> str:
+    """The token in ``path`` ('-' for standard input), without its line end; bounded."""
+    try:
+        if path == "-":
+            text = sys.stdin.read(MAX_TOKEN_CHARS + 2)
+        else:
+            with open(path, encoding="ascii", errors="replace") as f:
+                text = f.read(MAX_TOKEN_CHARS + 2)
+    except OSError as e:
+        raise UsageError(
+            f"--token-file {path}: cannot read it: {e.strerror}",
+            hint="give the file the administrator's token was saved in, or '-' to read standard input",
+        ) from None
+    return text.strip()
 
 
 def request_body(token: str, key: PrivateKey, hostname: str) -> bytes:

@@ -80,6 +80,38 @@ def test_enroll_with_a_bad_token(patchd: Patchd, collector: FakeCollector) -> No
     assert report_status(patchd)["enrolment"] is None
 
 
+def test_enroll_reads_the_token_from_a_file_or_standard_input(
+    patchd: Patchd, collector: FakeCollector, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(collector.add_token() + "\n")
+    result = patchd("enroll", "--collector", collector.url, "--token-file", str(token_file))
+    assert result.returncode == 0, result.stderr
+    first = collector.only_endpoint().endpoint_id
+    assert report_status(patchd)["enrolment"]["endpoint_id"] == first
+
+    collector.endpoints.clear()  # the same key enrols again, with a token from stdin
+    token = collector.add_token()
+    result = patchd("enroll", "--collector", collector.url, "--token-file", "-", stdin=token + "\n")
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout + result.stderr
+
+
+def test_enroll_with_an_unreadable_token_file(
+    patchd: Patchd, collector: FakeCollector, tmp_path: Path
+) -> None:
+    missing = tmp_path / "missing"
+    result = patchd("enroll", "--collector", collector.url, "--token-file", str(missing))
+    assert result.returncode == 2  # a usage error, like argparse's own
+    line = error_line(result)
+    assert f"--token-file {missing}: cannot read it: No such file or directory" in line
+    assert collector.endpoints == {}
+    assert report_status(patchd)["enrolment"] is None
+    both = patchd("enroll", "--collector", collector.url, "--token", "t", "--token-file", "-")
+    assert both.returncode == 2
+    assert "not allowed with argument" in both.stderr
+
+
 def test_enroll_twice_with_the_same_key_is_a_conflict(
     patchd: Patchd, collector: FakeCollector
 ) -> None:

@@ -10,11 +10,12 @@ SCHEMA_VERSION = 1
 
 def run(invocation: Invocation) -> int:
     from patchd.policy.planner import facts_now
-    from patchd.reporting.enrolment import check_token, enroll
+    from patchd.reporting.enrolment import check_token, enroll, read_token_file
     from patchd.reporting.identity import ensure_endpoint_key
 
     args = invocation.args
-    token = check_token(args.token)  # before anything is made or sent
+    token = check_token(args.token if args.token is not None else read_token_file(args.token_file))
+    # ... all before anything is made or sent
     with invocation.session() as session:
         key = ensure_endpoint_key(session.state_dir)
         enrolment = enroll(

@@ -1,0 +1,53 @@
+"""patchd's own Linux packages, built once per test session by packaging/linux/build.py.
+
+The first build on a machine compiles CPython (minutes; cached in $PATCHD_BUILD_CACHE, by
+default /var/cache/patchd-build); later ones only stage and pack (well under a minute).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+BUILD = REPO / "packaging" / "linux" / "build.py"
+BUILD_TIMEOUT_S = 3600
+TOOLS = ("apt-get", "dpkg-deb", "dpkg-shlibdeps", "rpmbuild", "gcc", "make", "patch", "strip")
+
+_built: dict[tuple[str, str], dict[str, Path]] = {}
+_out = Path(tempfile.mkdtemp(prefix="patchd-test-packages."))
+
+
+def package_test_version() -> str:
+    """A version no release has, so a test can tell the package's patchd from any other."""
+    import patchd
+
+    return f"{patchd.__version__}+pkgtest"
+
+
+def build_packages(kind: str, version: str) -> dict[str, Path]:
+    """{package name: file} for ``kind`` ("deb" or "rpm") at ``version``, built once per session."""
+    key = (kind, version)
+    if key not in _built:
+        out = _out / f"{kind}-{version}"
+        proc = subprocess.run(
+            [sys.executable, str(BUILD), kind, "--version", version, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
+        assert proc.returncode == 0, f"build.py {kind} failed:\n{proc.stderr[-4000:]}"
+        files = [Path(line) for line in proc.stdout.split()]
+        _built[key] = {_package_name(kind, f): f for f in files}
+    return _built[key]
+
+
+def _package_name(kind: str, path: Path) -> str:
+    if kind == "deb":
+        return path.name.split("_", 1)[0]
+    return path.name.rsplit("-", 2)[0]

@@ -8,11 +8,12 @@ way an administrator's machine lives. Each test still checks its own preconditio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,9 +26,23 @@ import yaml
 from tests.conftest import require, run_patchd
 from tests.support.collector import Collector, running_collector
 from tests.support.debian import DebSpec, RepoSpec, build_deb, publish_repo
-from tests.support.nspawn import Container, booted, cached_root, copy_root
+from tests.support.linuxpkg import REPO, build_packages, package_test_version
+from tests.support.linuxpkg import TOOLS as PACKAGE_TOOLS
+from tests.support.nspawn import CACHE_DIR, Container, booted, cached_root, copy_root, deb_depends
 
-E2E_TOOLS = ("debootstrap", "systemd-nspawn", "nsenter", "dpkg-deb", "apt-ftparchive")
+E2E_TOOLS = (
+    "debootstrap",
+    "systemd-nspawn",
+    "nsenter",
+    "dpkg-deb",
+    "apt-ftparchive",
+    *PACKAGE_TOOLS,
+)
+# What the packages are made from: a change to any of it builds them again.
+PACKAGE_INPUTS = ("patchd", "packaging/linux", "packaging/man", "packaging/completions",
+                  "setup.cfg", "pyproject.toml", "README.md", "LICENSE")  # fmt: skip
+DEB_CACHE = CACHE_DIR / "debs"
+DEB_CACHE_KEEP = 4  # package builds kept (the newest); each is two versions, ~40 MB
 REPO_DIR = "/srv/patchd-e2e"  # inside the container: the local repository and what installs
 AGENT_UNIT = "patchd-agent.service"
 PATCHD = "/opt/patchd/bin/patchd"
@@ -168,42 +183,65 @@ def test_packages() -> list[DebSpec]:
     ]
 
 
-def build_repository(root: Path, work: Path) -> None:
-    """Build the local repository into the container's root, as ``file:`` apt source."""
+def build_repository(root: Path, work: Path, patchd_debs: list[Path]) -> None:
+    """(Re)build the local repository inside the container's root: the test packages and
+    the given patchd packages. It is the endpoint's only apt source (``file:``)."""
     debs = [build_deb(spec, work / "debs", work / "trees") for spec in test_packages()]
-    publish_repo(RepoSpec("repo"), root / REPO_DIR.lstrip("/"), debs)
+    publish_repo(RepoSpec("repo"), root / REPO_DIR.lstrip("/"), [*debs, *patchd_debs])
     (root / "etc/apt/sources.list.d/patchd-e2e.list").write_text(
         f"deb [trusted=yes] file:{REPO_DIR}/repo ./\n"
     )
 
 
-def build_wheels(out: Path) -> Path:
-    """patchd and its agent's dependencies as wheels (the interim install, below)."""
-    out.mkdir(parents=True, exist_ok=True)
-    repo = Path(__file__).resolve().parents[2]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out), str(repo)],
-                   check=True, capture_output=True, timeout=900)  # fmt: skip
-    return out
+def upgrade_version(version: str) -> str:
+    """The next version after ``version``, for dpkg (``0.1.0+pkgtest`` < ``0.1.0+pkgtest.1``)."""
+    return f"{version}.1"
 
 
-def install_patchd(endpoint: Endpoint, work: Path) -> None:
-    """Install patchd in the container, enabled and started, as the package's postinst does.
+def _source_key() -> str:
+    digest = hashlib.sha256()
+    for top in PACKAGE_INPUTS:
+        path = REPO / top
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
 
-    Interim, until ``make deb`` exists: the documented way without packages — a virtual
-    environment in /opt/patchd, then ``patchd service install`` and a start.
+
+def patchd_deb(version: str) -> Path:
+    """``make deb``'s patchd package at ``version`` (packaging/linux/build.py).
+
+    Built from this tree unless the cache has a build of the same sources; the tests of
+    tests/packaging share the session's builds.
     """
-    container = endpoint.container
-    wheels = build_wheels(work / "wheels")
-    target = endpoint.on_host(f"{REPO_DIR}/wheels")
-    target.mkdir(parents=True, exist_ok=True)
-    for wheel in wheels.glob("*.whl"):
-        (target / wheel.name).write_bytes(wheel.read_bytes())
-    container.run("python3", "-m", "venv", "/opt/patchd")
-    container.run("/opt/patchd/bin/pip", "install", "--quiet", "--no-index", "--find-links",
-                  f"{REPO_DIR}/wheels", "patchd")  # fmt: skip
-    container.run(PATCHD, "service", "install")
-    container.run("install", "-m", "0644", f"{REPO_DIR}/agent.yaml", "/etc/patchd/agent.yaml")
-    container.systemctl("start", AGENT_UNIT)
+    entry = DEB_CACHE / f"{_source_key()}-{version}"
+    cached = entry / f"patchd_{version}_amd64.deb"
+    if cached.is_file():
+        return cached
+    built = build_packages("deb", version)["patchd"]
+    staging = entry.with_name(entry.name + f".{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(built, staging / built.name)
+    shutil.rmtree(entry, ignore_errors=True)
+    staging.rename(entry)
+    entries = sorted(DEB_CACHE.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[DEB_CACHE_KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return cached
+
+
+def install_patchd(endpoint: Endpoint, version: str) -> None:
+    """Install the patchd package from the endpoint's repository, as an administrator does.
+
+    Its postinst enables and starts the agent. The configuration is already in place, so
+    dpkg keeps it (``--force-confold``), as with any configuration management tool.
+    """
+    endpoint.container.run(
+        "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+        "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+        "-o", "Dpkg::Use-Pty=0", f"patchd={version}",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -219,15 +257,25 @@ def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Admin]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(tmp_path_factory: pytest.TempPathFactory, admin: Admin) -> Iterator[Endpoint]:
+def versions() -> tuple[str, str]:
+    """The patchd version installed first, and the one it upgrades itself to."""
+    first = package_test_version()
+    return first, upgrade_version(first)
+
+
+@pytest.fixture(scope="module")
+def endpoint(
+    tmp_path_factory: pytest.TempPathFactory, admin: Admin, versions: tuple[str, str]
+) -> Iterator[Endpoint]:
     """A booted container with the base packages and patchd installed and running."""
     require(*E2E_TOOLS, root=True)
     work = tmp_path_factory.mktemp("e2e")
-    root = copy_root(cached_root(), work / "root")
-    build_repository(root, work)
+    first = patchd_deb(versions[0])
+    root = copy_root(cached_root(deb_depends(first)), work / "root")
+    build_repository(root, work, [first])
     (root / "etc/patchd").mkdir(parents=True, exist_ok=True)
     (root / "etc/patchd/trust-root.json").write_bytes(admin.trust_root.read_bytes())
-    (root / REPO_DIR.lstrip("/") / "agent.yaml").write_text(yaml.safe_dump({
+    (root / "etc/patchd/agent.yaml").write_text(yaml.safe_dump({
         "policy": {"trust_root": "/etc/patchd/trust-root.json",
                    "urls": [f"{admin.collector.url}/v1/policy"]},
         "agent": {"scan_interval": "1h", "refresh": True},
@@ -236,11 +284,12 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, admin: Admin) -> Iterator
     admin.publish(1, ["hello=1.1"], window_open=False)  # approved, but its window is closed
     with booted(root, work / "nspawn.log") as container:
         ep = Endpoint(container, admin)
+        ep.facts["work"] = work
         try:
             container.run("apt-get", "update", "-q")
             container.run("apt-get", "install", "-y", "-q", "hello=1.0", "slowpkg=1.0",
                           "-o", "Dpkg::Use-Pty=0")  # fmt: skip
-            install_patchd(ep, work)
+            install_patchd(ep, versions[0])
             yield ep
         finally:
             journal = container.run("journalctl", "-b", "--no-pager", check=False).stdout

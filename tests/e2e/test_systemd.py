@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from patchd.signing.dsse import pae
-from tests.e2e.conftest import AGENT_UNIT, WAIT_S, Endpoint
+from tests.e2e.conftest import AGENT_UNIT, WAIT_S, Endpoint, build_repository, patchd_deb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow]
 
@@ -55,8 +55,9 @@ def test_the_service_starts_and_reports_ready(endpoint: Endpoint) -> None:
     assert "policy e2e v1 active" in unit["StatusText"], unit
     # The main process is patchd's agent (the pid is the container's: read it inside).
     argv = endpoint.container.run("cat", f"/proc/{unit['MainPID']}/cmdline").stdout.split("\0")
-    assert "agent" in argv, argv
-    assert any(a.startswith("/opt/patchd/") for a in argv), argv
+    # The package's launcher, run by the Python the package carries.
+    assert argv[-3:] == ["/opt/patchd/bin/patchd", "agent", ""], argv
+    assert argv[0].startswith("/opt/patchd/python/bin/python3"), argv
     # The window is closed: hello stays at 1.0, the next change is planned for the window.
     endpoint.container.wait_for(
         "the first cycle's plan",
@@ -178,3 +179,66 @@ def test_it_restarts_clean(endpoint: Endpoint) -> None:
     assert all(r["status"] != "running" for r in runs)
     assert runs[0]["id"] == endpoint.facts["stopped_run"]  # nothing left to do: no new run
     assert container.run("dpkg", "--audit").stdout == ""
+
+
+def test_it_upgrades_itself_and_comes_back_on_the_new_version(
+    endpoint: Endpoint, versions: tuple[str, str]
+) -> None:
+    container = endpoint.container
+    first, second = versions
+    assert endpoint.versions()["patchd"] == (first, "install ok installed")
+    old_pid = endpoint.unit("MainPID")["MainPID"]
+    # The repository gets patchd's next version; policy v4 approves it.
+    build_repository(
+        container.root, endpoint.facts["work"], [patchd_deb(first), patchd_deb(second)]
+    )
+    endpoint.admin.publish(4, [*SLOW, f"patchd={second}"], window_open=True)
+    container.systemctl("reload", AGENT_UNIT)
+    # The agent's own run installs it; the postinst's try-restart brings the agent back.
+    container.wait_for(
+        "the agent to come back after upgrading itself",
+        lambda: (
+            endpoint.versions()["patchd"][0] == second
+            and endpoint.unit("ActiveState")["ActiveState"] == "active"
+            and f"agent started (patchd {second}" in container.journal(AGENT_UNIT)
+        ),
+        timeout=WAIT_S,
+    )
+    # The package transaction finished.
+    assert container.run("dpkg", "--audit").stdout == ""
+    assert endpoint.versions()["patchd"] == (second, "install ok installed")
+    assert container.run("/opt/patchd/bin/patchd", "--version").stdout.split()[-1] == second
+    # The running agent is the new one: a new process, none of whose files was replaced.
+    unit = endpoint.unit("MainPID", "ActiveState", "SubState", "StatusText")
+    assert unit["MainPID"] not in ("0", old_pid)
+    assert (unit["ActiveState"], unit["SubState"]) == ("active", "running")
+    maps = container.run("cat", f"/proc/{unit['MainPID']}/maps").stdout
+    assert "/opt/patchd/" in maps
+    assert "(deleted)" not in maps, [line for line in maps.splitlines() if "(deleted)" in line]
+    # The run that upgraded patchd is recorded as finished, with patchd's own change done.
+    journal = container.journal(AGENT_UNIT)
+    runs = _runs(endpoint)
+    upgrade = next(r for r in runs if any(i["name"] == "patchd" for i in r.get("items", [])))
+    assert upgrade["status"] == "succeeded", upgrade
+    item = next(i for i in upgrade["items"] if i["name"] == "patchd")
+    assert (item["from_version"], item["to_version"], item["outcome"]) == (first, second, "done")
+    assert all(r["status"] != "running" for r in runs)
+    # The old agent stopped only after its run ended; the new one started after that.
+    order = [
+        f"run {upgrade['id']}: succeeded",
+        "stop requested during the cycle",
+        f"agent started (patchd {second}",
+    ]
+    positions = [journal.rfind(line) for line in order]
+    assert all(p >= 0 for p in positions), (order, positions, journal[-5000:])
+    assert positions == sorted(positions), journal[-5000:]
+    # And the collector hears about the run from the new agent.
+    endpoint_id = endpoint.facts["endpoint_id"]
+    container.wait_for(
+        "the upgrade run in the collector",
+        lambda: any(
+            r["run_id"] == upgrade["id"] and r["status"] == "succeeded"
+            for r in endpoint.admin.endpoint(endpoint_id)["runs"]
+        ),
+        timeout=WAIT_S,
+    )

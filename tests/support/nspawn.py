@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "bookworm"
-# What the cached root holds besides minbase. The key of the cache is derived from this
-# list (and the build steps' version below), so changing it builds a new root.
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "python3", "python3-venv")
+# What every cached root holds besides minbase; callers add what their packages depend on.
+# The cache is keyed by the whole list (and the build steps' version below), so another
+# list builds another root.
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "apt", "init-system-helpers")
 ROOT_RECIPE_VERSION = 1  # bump when prepare_root() changes what the cached root holds
 CACHE_DIR = Path(os.environ.get("PATCHD_TEST_CACHE", "/var/cache/patchd-tests"))
 DEBOOTSTRAP_TIMEOUT_S = 1800
@@ -77,15 +78,33 @@ def host_mirror(sources: Sequence[Path] = ()) -> str:
     )
 
 
-def cache_key() -> str:
-    digest = hashlib.sha256(f"{SUITE} {sorted(PACKAGES)} {ROOT_RECIPE_VERSION}".encode())
+def cache_key(packages: Sequence[str]) -> str:
+    digest = hashlib.sha256(f"{SUITE} {sorted(set(packages))} {ROOT_RECIPE_VERSION}".encode())
     return digest.hexdigest()[:16]
 
 
-def cached_root() -> Path:
-    """The cached root for :data:`PACKAGES`, built now if missing (once, under a lock)."""
+def deb_depends(deb: Path) -> list[str]:
+    """The packages ``deb`` depends on (the first of each set of alternatives)."""
+    field = _run(["dpkg-deb", "--field", str(deb), "Depends", "Pre-Depends"], timeout=60).stdout
+    names = []
+    for line in field.splitlines():
+        _, _, value = line.partition(":")
+        for clause in value.split(","):
+            name = clause.split("|")[0].strip().split(" ")[0].split(":")[0]
+            if name:
+                names.append(name)
+    return sorted(set(names))
+
+
+def cached_root(extra: Sequence[str] = ()) -> Path:
+    """The cached root with :data:`BASE_PACKAGES` and ``extra``, built now if missing.
+
+    The build (a debootstrap from the host's own Debian mirror, a few minutes) happens once
+    per package list, under a lock, and appears whole or not at all.
+    """
+    packages = sorted({*BASE_PACKAGES, *extra})
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    final = CACHE_DIR / f"nspawn-{SUITE}-{cache_key()}"
+    final = CACHE_DIR / f"nspawn-{SUITE}-{cache_key(packages)}"
     with (CACHE_DIR / "nspawn.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "etc" / "os-release").exists():
@@ -93,10 +112,11 @@ def cached_root() -> Path:
         building = final.with_name(final.name + ".building")
         if building.exists():
             shutil.rmtree(building)  # a build a crash left half-way
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
               SUITE, str(building), host_mirror()], timeout=DEBOOTSTRAP_TIMEOUT_S)  # fmt: skip
         prepare_root(building)
         building.rename(final)
+        final.with_name(final.name + ".packages").write_text("\n".join(packages) + "\n")
     return final
 
 

@@ -46,7 +46,7 @@ DEB_CACHE_KEEP = 4  # package builds kept (the newest); each is two versions, ~4
 REPO_DIR = "/srv/patchd-e2e"  # inside the container: the local repository and what installs
 AGENT_UNIT = "patchd-agent.service"
 PATCHD = "/opt/patchd/bin/patchd"
-SLOW_POSTINST_S = 8  # how long slowpkg 2.0's postinst works: a stop lands in the middle
+SLOW_POSTINST_S = 8  # how long the slow packages' postinst works: a stop lands in the middle
 WAIT_S = 240.0  # generous bound for each awaited event; tests never assert durations
 
 
@@ -165,21 +165,27 @@ class Endpoint:
         return Path(f"/proc/{self.container.init_pid}/root") / path.lstrip("/")
 
 
-def test_packages() -> list[DebSpec]:
-    """What the container's repository holds: base versions and the updates the tests approve."""
-    slow = (
+def slow_postinst() -> str:
+    """A postinst that works for a while, leaving marks of its start and end in /var/lib."""
+    return (
         "#!/bin/sh\nset -e\n"
         'if [ "$1" = configure ]; then\n'
-        "  touch /var/lib/slowpkg-postinst-started\n"
+        '  touch "/var/lib/$DPKG_MAINTSCRIPT_PACKAGE-postinst-started"\n'
         f"  sleep {SLOW_POSTINST_S}\n"
-        "  touch /var/lib/slowpkg-postinst-finished\n"
+        '  touch "/var/lib/$DPKG_MAINTSCRIPT_PACKAGE-postinst-finished"\n'
         "fi\n"
     )
+
+
+def test_packages() -> list[DebSpec]:
+    """What the container's repository holds: base versions and the updates the tests approve."""
     return [
         DebSpec("hello", "1.0"),
         DebSpec("hello", "1.1"),
         DebSpec("slowpkg", "1.0"),
-        DebSpec("slowpkg", "2.0", postinst=slow),
+        DebSpec("slowpkg", "2.0", postinst=slow_postinst()),
+        DebSpec("slowtwo", "1.0"),
+        DebSpec("slowtwo", "2.0", postinst=slow_postinst()),
     ]
 
 
@@ -287,7 +293,7 @@ def endpoint(
         ep.facts["work"] = work
         try:
             container.run("apt-get", "update", "-q")
-            container.run("apt-get", "install", "-y", "-q", "hello=1.0", "slowpkg=1.0",
+            container.run("apt-get", "install", "-y", "-q", "hello=1.0", "slowpkg=1.0", "slowtwo=1.0",
                           "-o", "Dpkg::Use-Pty=0")  # fmt: skip
             install_patchd(ep, versions[0])
             yield ep

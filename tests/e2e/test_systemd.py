@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.slow]
 
 HELLO = ["hello=1.1"]
 SLOW = ["hello=1.1", "slowpkg=2.0"]
+SLOW_TWO = [*SLOW, "slowtwo=2.0"]
 
 
 def _runs(endpoint: Endpoint) -> list[dict[str, Any]]:
@@ -181,6 +182,40 @@ def test_it_restarts_clean(endpoint: Endpoint) -> None:
     assert container.run("dpkg", "--audit").stdout == ""
 
 
+def test_killed_in_the_middle_of_a_run_it_is_restarted_and_finishes_the_run(
+    endpoint: Endpoint,
+) -> None:
+    container = endpoint.container
+    endpoint.admin.publish(4, SLOW_TWO, window_open=True)
+    container.systemctl("reload", AGENT_UNIT)
+    started = endpoint.on_host("/var/lib/slowtwo-postinst-started")
+    container.wait_for("slowtwo's postinst to start", started.exists, timeout=WAIT_S, every=0.1)
+    before = endpoint.unit("NRestarts", "MainPID")
+    # A crash of the whole unit (everything in its cgroup, dpkg too), not a stop.
+    container.systemctl("kill", "--signal=SIGKILL", AGENT_UNIT)
+    assert not endpoint.on_host("/var/lib/slowtwo-postinst-finished").exists()
+    # Restart=always brings it back (after RestartSec); it finishes the run before READY.
+    container.wait_for(
+        "systemd to restart the agent",
+        lambda: (
+            endpoint.unit("NRestarts")["NRestarts"] == str(int(before["NRestarts"]) + 1)
+            and endpoint.unit("ActiveState")["ActiveState"] == "active"
+        ),
+        timeout=WAIT_S,
+    )
+    assert endpoint.unit("MainPID")["MainPID"] != before["MainPID"]
+    assert container.run("dpkg", "--audit").stdout == ""
+    assert endpoint.versions()["slowtwo"] == ("2.0", "install ok installed")
+    assert endpoint.on_host("/var/lib/slowtwo-postinst-finished").exists()
+    run = _runs(endpoint)[0]
+    item = next(i for i in run["items"] if i["name"] == "slowtwo")
+    assert item["outcome"] == "done", run
+    assert run["status"] == "succeeded", run
+    assert any("resumed after an interruption" in note for note in run["notes"]), run["notes"]
+    assert any("repaired an interrupted dpkg run" in note for note in run["notes"]), run["notes"]
+    assert f"run {run['id']} was interrupted" in container.journal(AGENT_UNIT)
+
+
 def test_it_upgrades_itself_and_comes_back_on_the_new_version(
     endpoint: Endpoint, versions: tuple[str, str]
 ) -> None:
@@ -192,7 +227,7 @@ def test_it_upgrades_itself_and_comes_back_on_the_new_version(
     build_repository(
         container.root, endpoint.facts["work"], [patchd_deb(first), patchd_deb(second)]
     )
-    endpoint.admin.publish(4, [*SLOW, f"patchd={second}"], window_open=True)
+    endpoint.admin.publish(5, [*SLOW_TWO, f"patchd={second}"], window_open=True)
     container.systemctl("reload", AGENT_UNIT)
     # The agent's own run installs it; the postinst's try-restart brings the agent back.
     container.wait_for(

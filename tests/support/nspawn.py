@@ -247,8 +247,13 @@ class Container:
 
 
 @contextmanager
-def booted(root: Path, log: Path, *, name: str = "patchd-e2e") -> Iterator[Container]:
-    """Boot ``root`` with systemd-nspawn; yield once systemd finished booting; power off."""
+def booted(root: Path, log: Path, *, name: str | None = None) -> Iterator[Container]:
+    """Boot ``root`` with systemd-nspawn; yield once systemd finished booting; power off.
+
+    The machine name is unique to this process (sessions may run side by side); the
+    container's host name comes from the root's /etc/hostname.
+    """
+    name = name or f"patchd-e2e-{os.getpid()}"
     with log.open("wb") as out:
         nspawn = subprocess.Popen(
             ["systemd-nspawn", "-q", "-D", str(root), "-b", "--register=no", "--keep-unit",

@@ -18,6 +18,10 @@ Afterwards the database is read: **lost** = sent - stored, **rejected** = answer
 signed messages is measured on the core the one-worker collector is pinned to, just before
 and just after its run, and the ingest rate is given as a ratio of it.
 
+Then, unless ``--no-postgres``, both configurations again on a throwaway PostgreSQL cluster
+(durable commits; the enrolled fleet copied in): on SQLite the workers' writers take turns
+on one file, on PostgreSQL they write in parallel, so this is the fairer two-worker figure.
+
 Cores (the machine has two): one worker runs on CPU 0 and the generator on CPU 1; two
 workers share both CPUs with the generator, whose CPU time is reported alongside. Targets:
 one worker at least 0.5 x the verify rate; two workers at least 1.8 x one; under the burst p99 at most 10 x p50;
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import multiprocessing
 import os
@@ -50,8 +55,15 @@ import psutil
 from bench_fleet import FleetEndpoint, enrol, new_fleet, sign_reports
 from bench_loadgen import DEADLINE_S, PhaseResult, burst, sustained
 
+from patchd.collector.store import database_url
 from patchd.signing.dsse import pae
-from tests.support.collector import free_port, wait_until_up
+from tests.support.collector import (
+    Postgres,
+    free_port,
+    have_postgres,
+    postgres_cluster,
+    wait_until_up,
+)
 
 STEADY_ENDPOINTS = 2000
 REPORTS_EACH = 8  # per steady endpoint, seq 1..N
@@ -60,6 +72,7 @@ CONNECTIONS = 128  # persistent connections in the sustained phase, over all gen
 GENERATORS = 2  # load generator processes
 VERIFY_SECONDS = 2.0
 STOP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
 ONE_WORKER_TARGET = 0.5  # x the verify rate
 TWO_WORKER_TARGET = 1.8  # x one worker
 TAIL_TARGET = 10.0  # p99 / p50 under the burst
@@ -118,6 +131,7 @@ class Run:
     burst: Phase
     stored: int
     verify_rates: tuple[VerifyRate, VerifyRate]  # just before and just after, on the worker's core
+    database: str = "SQLite"
 
 
 # -- the raw verify rate ------------------------------------------------------------------
@@ -201,7 +215,7 @@ def sign_in_parallel(fleet: Sequence[FleetEndpoint], reports_each: int) -> None:
 
 
 def start_collector(
-    python: str, work: Path, db: Path, workers: int, cpus: set[int]
+    python: str, work: Path, db: str, workers: int, cpus: set[int]
 ) -> tuple[subprocess.Popen[bytes], int]:
     """``patchd collector serve`` on loopback, pinned to ``cpus``; returns it and its port."""
     token_file = work / "admin.token"
@@ -212,17 +226,28 @@ def start_collector(
     log = work / f"collector-{workers}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [python, "-m", "patchd", "collector", "serve", "--db", str(db), "--listen", f"127.0.0.1:{port}",
+            [python, "-m", "patchd", "collector", "serve", "--db", db, "--listen", f"127.0.0.1:{port}",
              "--workers", str(workers), "--admin-token-file", str(token_file)],
             stdout=out, stderr=subprocess.STDOUT, cwd=work,
         )  # fmt: skip
     os.sched_setaffinity(process.pid, cpus)  # before it starts its workers: they inherit it
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process, log)
+        wait_for_workers(process, log, workers)
     except BaseException:
         stop_collector(process)
         raise
     return process, port
+
+
+def wait_for_workers(process: subprocess.Popen[bytes], log: Path, workers: int) -> None:
+    """Until every worker has started: the first one up would otherwise accept every
+    connection the sustained phase opens, and the others would sit idle."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while log.read_text(errors="replace").count("Application startup complete") < workers:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the collector's {workers} worker(s) did not all start; see {log}")
+        time.sleep(0.1)
 
 
 def stop_collector(process: subprocess.Popen[bytes]) -> None:
@@ -291,16 +316,66 @@ def _merge(merged: PhaseResult, part: PhaseResult) -> None:
     merged.cpu_s += part.cpu_s
 
 
-def stored_reports(db: Path) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return int(conn.execute("SELECT count(*) FROM reports").fetchone()[0])
+def stored_reports(db: str) -> int:
+    if "://" not in db:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            return int(conn.execute("SELECT count(*) FROM reports").fetchone()[0])
+    from sqlalchemy import create_engine, text
+
+    from patchd.collector.store import database_url
+
+    engine = create_engine(database_url(db))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM reports")).scalar_one())
+    finally:
+        engine.dispose()
 
 
-def run_configuration(python: str, work: Path, template: Path, workers: int, *,
+class Databases:
+    """A fresh copy of the enrolled fleet's database for each configuration."""
+
+    def __init__(self, work: Path, enrolled: Path, cluster: Postgres | None = None) -> None:
+        self.work, self.enrolled, self.cluster = work, enrolled, cluster
+        if cluster is not None:
+            _copy_enrolment(enrolled, cluster.create_database("enrolled"))
+
+    @property
+    def name(self) -> str:
+        return "SQLite" if self.cluster is None else "PostgreSQL"
+
+    def fresh(self, workers: int) -> str:
+        if self.cluster is None:
+            db = self.work / f"collector-{workers}w.db"
+            shutil.copyfile(self.enrolled, db)
+            return str(db)
+        return self.cluster.create_database(f"collector_{workers}w", template="enrolled")
+
+
+def _copy_enrolment(enrolled: Path, url: str) -> None:
+    """The enrolled SQLite database's tokens and endpoints, into a new PostgreSQL database
+    (the reports are signed with the endpoint ids the SQLite enrolment gave)."""
+    from sqlalchemy import create_engine, select
+
+    from patchd.collector.schema import endpoints, enrolment_tokens
+    from patchd.collector.store import CollectorStore
+
+    CollectorStore(url).close()  # the schema
+    source, target = create_engine(f"sqlite:///{enrolled}"), create_engine(database_url(url))
+    try:
+        with source.connect() as read, target.begin() as write:
+            for table in (enrolment_tokens, endpoints):
+                rows = [dict(r._mapping) for r in read.execute(select(table))]
+                write.execute(table.insert(), rows)
+    finally:
+        source.dispose()
+        target.dispose()
+
+
+def run_configuration(python: str, work: Path, databases: Databases, workers: int, *,
                       steady: Sequence[FleetEndpoint], bursting: Sequence[FleetEndpoint],
                       samples: list[tuple[bytes, bytes, bytes]]) -> Run:  # fmt: skip
-    db = work / f"collector-{workers}w.db"
-    shutil.copyfile(template, db)
+    db = databases.fresh(workers)
     if workers == 1:
         server_cpus, generator_cpus = {WORKER_CPU}, {GENERATOR_CPU}
     else:
@@ -316,7 +391,9 @@ def run_configuration(python: str, work: Path, template: Path, workers: int, *,
     finally:
         stop_collector(process)
     after = verify_rate(samples, WORKER_CPU)
-    return Run(workers, steady_phase, burst_phase, stored_reports(db), (before, after))
+    return Run(
+        workers, steady_phase, burst_phase, stored_reports(db), (before, after), databases.name
+    )
 
 
 def _interleave(steady: Sequence[FleetEndpoint], connections: int) -> list[list[bytes]]:
@@ -346,26 +423,27 @@ def rows(one: Run, two: Run) -> list[Row]:
     per_cpu = one.steady.sent / one.steady.collector_cpu_s
     ratio_cpu = per_cpu / verify_cpu
     scaling = two.steady.rate / one.steady.rate
+    on = "" if one.database == "SQLite" else f"{one.database}, "
     result = [
-        Row("1 worker: reports/s vs verify/s", f"{one.steady.rate:.0f}/s", f"{verify:.0f}/s",
+        Row(f"{on}1 worker: reports/s vs verify/s", f"{one.steady.rate:.0f}/s", f"{verify:.0f}/s",
             ratio_one, f">= {ONE_WORKER_TARGET}", ratio_one >= ONE_WORKER_TARGET),
-        Row("1 worker, per CPU-second: reports vs verifies", f"{per_cpu:.0f}", f"{verify_cpu:.0f}",
+        Row(f"{on}1 worker, per CPU-second: reports vs verifies", f"{per_cpu:.0f}", f"{verify_cpu:.0f}",
             ratio_cpu, f">= {ONE_WORKER_TARGET}", ratio_cpu >= ONE_WORKER_TARGET),
-        Row("2 workers vs 1 worker: reports/s", f"{two.steady.rate:.0f}/s", f"{one.steady.rate:.0f}/s",
+        Row(f"{on}2 workers vs 1 worker: reports/s", f"{two.steady.rate:.0f}/s", f"{one.steady.rate:.0f}/s",
             scaling, f">= {TWO_WORKER_TARGET}", scaling >= TWO_WORKER_TARGET),
     ]  # fmt: skip
     for run in (one, two):
         p50, p99 = run.burst.percentile(50), run.burst.percentile(99)
         tail = p99 / p50
-        result.append(Row(f"burst of {run.burst.sent:,}, {run.workers} worker(s): p99 vs p50", f"{p99 * 1000:.0f}ms",
+        result.append(Row(f"{on}burst of {run.burst.sent:,}, {run.workers} worker(s): p99 vs p50", f"{p99 * 1000:.0f}ms",
                           f"{p50 * 1000:.0f}ms", tail, f"<= {TAIL_TARGET:g}", tail <= TAIL_TARGET))  # fmt: skip
     for run in (one, two):
         sent = run.steady.sent + run.burst.sent
         lost = sent - run.stored
         rejected = run.steady.rejected + run.burst.rejected
-        result.append(Row(f"{run.workers} worker(s): lost (sent - stored)", str(lost), f"{sent} sent", None,
+        result.append(Row(f"{on}{run.workers} worker(s): lost (sent - stored)", str(lost), f"{sent} sent", None,
                           "== 0", lost == 0))  # fmt: skip
-        result.append(Row(f"{run.workers} worker(s): rejected (non-202)", str(rejected), f"{sent} sent", None,
+        result.append(Row(f"{on}{run.workers} worker(s): rejected (non-202)", str(rejected), f"{sent} sent", None,
                           "== 0", rejected == 0))  # fmt: skip
     return result
 
@@ -376,14 +454,14 @@ def notes(one: Run, two: Run) -> list[str]:
     for run in (one, two):
         for name, phase in (("sustained", run.steady), ("burst", run.burst)):
             lines.append(
-                f"{run.workers}w {name}: {phase.sent} reports in {phase.wall_s:.2f}s = {phase.rate:.0f}/s, "
+                f"{run.database} {run.workers}w {name}: {phase.sent} reports in {phase.wall_s:.2f}s = {phase.rate:.0f}/s, "
                 f"p50 {phase.percentile(50) * 1000:.1f}ms p99 {phase.percentile(99) * 1000:.1f}ms; "
                 f"collector CPU {phase.collector_cpu_s / phase.wall_s:.2f} cores, "
                 f"generator CPU {phase.result.cpu_s / phase.wall_s:.2f} cores; "
                 f"statuses {dict(sorted(phase.result.statuses.items()))}, no answer {phase.result.errors}"
             )
         before, after = run.verify_rates
-        lines.append(f"{run.workers}w: verify/s on CPU {WORKER_CPU} before {before.wall:.0f} "
+        lines.append(f"{run.database} {run.workers}w: verify/s on CPU {WORKER_CPU} before {before.wall:.0f} "
                      f"({before.cpu:.0f} per CPU-second), after {after.wall:.0f} ({after.cpu:.0f}); "
                      f"{run.stored} reports stored")  # fmt: skip
     load = os.getloadavg()
@@ -405,23 +483,34 @@ def print_rows(found: Sequence[Row]) -> None:
 
 
 def measure(python: str = sys.executable, *, steady_endpoints: int = STEADY_ENDPOINTS,
-            reports_each: int = REPORTS_EACH, burst_endpoints: int = BURST_ENDPOINTS) -> tuple[list[Row], list[str]]:  # fmt: skip
+            reports_each: int = REPORTS_EACH, burst_endpoints: int = BURST_ENDPOINTS,
+            postgres: bool = False) -> tuple[list[Row], list[str]]:  # fmt: skip
     """Run the whole benchmark with ``python`` (which must have patchd[collector]); rows and notes."""
     with tempfile.TemporaryDirectory(prefix="patchd-bench-collector-") as tmp:
         work = Path(tmp)
         steady = new_fleet(steady_endpoints, "steady")
         bursting = new_fleet(burst_endpoints, "burst")
-        template = work / "enrolled.db"
-        enrol(str(template), [*steady, *bursting])
+        enrolled = work / "enrolled.db"
+        enrol(str(enrolled), [*steady, *bursting])
         sign_in_parallel(steady, reports_each)
         sign_in_parallel(bursting, 1)
         samples = verify_samples(steady)
-        one, two = (
-            run_configuration(python, work, template, workers, steady=steady, bursting=bursting,
-                              samples=samples)
-            for workers in (1, 2)
-        )  # fmt: skip
-    return rows(one, two), notes(one, two)
+        found: tuple[list[Row], list[str]] = ([], [])
+        with contextlib.ExitStack() as stack:
+            every = [Databases(work, enrolled)]
+            if postgres:
+                every.append(
+                    Databases(work, enrolled, stack.enter_context(postgres_cluster(durable=True)))
+                )
+            for databases in every:
+                one, two = (
+                    run_configuration(python, work, databases, workers, steady=steady, bursting=bursting,
+                                      samples=samples)
+                    for workers in (1, 2)
+                )  # fmt: skip
+                found[0].extend(rows(one, two))
+                found[1].extend(notes(one, two))
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -432,15 +521,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoints", type=int, default=STEADY_ENDPOINTS, help="steady fleet size")
     parser.add_argument("--reports-each", type=int, default=REPORTS_EACH)
     parser.add_argument("--burst", type=int, default=BURST_ENDPOINTS, help="endpoints in the burst")
+    parser.add_argument("--postgres", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run both configurations on a throwaway PostgreSQL cluster "
+                             "(default: when root with Debian's postgresql installed; always in CI)")  # fmt: skip
     args = parser.parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2:
         print(
             "bench: the collector benchmark needs two CPUs (one for the collector, one for the load)"
         )
         return 1
+    postgres = args.postgres
+    if postgres is None:
+        postgres = os.environ.get("CI") == "true" or (os.geteuid() == 0 and have_postgres())
+    if postgres and not (os.geteuid() == 0 and have_postgres()):
+        print(
+            "bench: the PostgreSQL run needs root, runuser and Debian's postgresql (or --no-postgres)"
+        )
+        return 1
     started = time.monotonic()
     found, extra = measure(args.python, steady_endpoints=args.endpoints, reports_each=args.reports_each,
-                           burst_endpoints=args.burst)  # fmt: skip
+                           burst_endpoints=args.burst, postgres=postgres)  # fmt: skip
     print_rows(found)
     for line in extra:
         print(f"  {line}")

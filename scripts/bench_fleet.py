@@ -119,8 +119,8 @@ def new_fleet(count: int, prefix: str) -> list[FleetEndpoint]:
 def enrol(db: str, fleet: Sequence[FleetEndpoint]) -> None:
     """Enrol every endpoint with one multi-use token, through the collector's own store.
 
-    Setup is not measured; SQLite's per-transaction fsync would make it minutes long, so
-    the enrolment transactions skip it (the collector under test runs with FULL sync).
+    Setup is not measured; a per-transaction fsync would make it minutes long, so the
+    enrolment transactions skip it (the collector under test commits durably).
     """
     from sqlalchemy import event
 
@@ -131,7 +131,11 @@ def enrol(db: str, fleet: Sequence[FleetEndpoint]) -> None:
 
     @event.listens_for(store.engine, "connect")
     def _fast(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.execute("PRAGMA synchronous=OFF")
+        if store.dialect == "sqlite":
+            dbapi_connection.execute("PRAGMA synchronous=OFF")
+        else:
+            dbapi_connection.execute("SET synchronous_commit = off")
+            dbapi_connection.commit()
 
     try:
         token = store.create_token(ttl=ENROL_TTL, uses=len(fleet), note="bench fleet")

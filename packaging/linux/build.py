@@ -2,6 +2,7 @@
 
     python packaging/linux/build.py deb  [--version V] [--out DIR]
     python packaging/linux/build.py rpm  [--version V] [--out DIR]
+    python packaging/linux/build.py deb rpm ...   # both, staged once
     python packaging/linux/build.py python        # only build (or find) the bundled CPython
     python packaging/linux/build.py lock          # re-pin the wheels (requirements-*.lock)
 
@@ -62,6 +63,9 @@ CONFIGURE = (
     "--with-lto=no",
 )
 # Parts of the standard library an agent never uses and that only add surface.
+# Extension modules built when the build machine happens to have their libraries, left out
+# so the packages never depend on them (Tk).
+STAGE_DROP = ("lib-dynload/_tkinter.*.so",)
 STDLIB_DROP = ("idlelib", "tkinter", "turtledemo", "turtle.py", "ensurepip", "lib2to3", "test")
 
 
@@ -396,6 +400,10 @@ def stage(version: str, work: Path) -> Staged:
     python_info = json.loads((python_root / PY_PREFIX.lstrip("/") / "BUILD-INFO.json").read_text())
     agent = work / "stage-agent"
     shutil.copytree(python_root, agent, symlinks=True)
+    lib = agent / PY_PREFIX.lstrip("/") / "lib" / f"python{PY_VERSION}"
+    for pattern in STAGE_DROP:
+        for path in lib.glob(pattern):
+            path.unlink()
     python = agent / PY_BIN.lstrip("/")
     site = agent / SITE.lstrip("/")
     bin_before = set(os.listdir(python.parent))
@@ -549,6 +557,16 @@ def _check_no_build_paths(root: Path, work: Path) -> None:
             raise BuildError(
                 f"{path.relative_to(root)} names the build directory {work}: it would not work installed"
             )
+
+
+def _linked(staged: Staged, kind: str) -> Staged:
+    """A copy of the staged trees made of hard links, for one format to add its own files to."""
+    trees = []
+    for tree in (staged.agent, staged.collector):
+        copy = tree.with_name(f"{tree.name}-{kind}")
+        shutil.copytree(tree, copy, symlinks=True, copy_function=os.link)
+        trees.append(copy)
+    return Staged(trees[0], trees[1], staged.version, staged.python_info)
 
 
 # --- .deb ---------------------------------------------------------------------------------------
@@ -870,7 +888,11 @@ def build_rpm(
         "AutoReq: yes",
         "AutoProv: no",
         "%global __requires_exclude_from ^/opt/patchd/python/lib/.*\\.py$",
-        "%global __requires_exclude ^(/opt/patchd/|python\\(abi\\)|python3)",
+        # Shebangs of library files (e.g. "#!/usr/bin/python3" in a wheel's helper) are not
+        # requirements: patchd runs only its own interpreter.
+        "%global __requires_exclude ^(/opt/patchd/|/usr/bin/python|python\\(abi\\)|python3)",
+        # xz, as the .deb: about 40 % smaller than rpmbuild's default here.
+        "%global _binary_payload w6.xzdio",
         "%global debug_package %{nil}",
         "%global __os_install_post %{nil}",
         "%global _build_id_links none",
@@ -1001,7 +1023,12 @@ def _write_lock(path: Path, pins: dict[str, tuple[str, str]], what: str) -> None
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("deb", "rpm", "python", "lock"))
+    parser.add_argument(
+        "what",
+        nargs="+",
+        choices=("deb", "rpm", "python", "lock"),
+        help="deb and/or rpm (staged once for both), or python, or lock",
+    )
     parser.add_argument("--version", help="the packages' version (default: patchd.__version__)")
     parser.add_argument(
         "--out", type=Path, default=REPO / "dist", help="where packages go (default: dist/)"
@@ -1011,20 +1038,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         version = check_version(args.version or project_version())
         with tempfile.TemporaryDirectory(prefix="patchd-build.") as tmp:
             work = Path(tmp)
-            if args.what == "python":
+            what = list(dict.fromkeys(args.what))
+            if ("python" in what or "lock" in what) and len(what) > 1:
+                raise BuildError("python and lock are steps of their own: give them alone")
+            if what == ["python"]:
                 print(build_python(work) / PY_BIN.lstrip("/"))
                 return 0
-            if args.what == "lock":
+            if what == ["lock"]:
                 lock_wheels(work)
                 return 0
             staged = stage(version, work)
-            made = (
-                make_debs(staged, args.out, work)
-                if args.what == "deb"
-                else make_rpms(staged, args.out, work)
-            )
-            for path in made:
-                print(path)
+            for kind in what:
+                made = (make_debs if kind == "deb" else make_rpms)(
+                    _linked(staged, kind), args.out, work
+                )
+                for path in made:
+                    print(path)
         return 0
     except BuildError as e:
         print(f"build: error: {e}", file=sys.stderr)

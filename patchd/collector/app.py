@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hashlib
 import hmac
 import json
@@ -44,6 +45,10 @@ MAX_ENROL_BYTES = 4096
 SESSION_COOKIE = "patchd_session"
 SESSION_SECONDS = 12 * 3600  # a dashboard login lasts this long
 MAX_LIST = 10_000
+# Allocations between collections of the youngest generation (Python's default is 700). A
+# report's parsed payload alone is hundreds of objects, freed by reference counting; at the
+# default, a busy collector spent a tenth of its time in collections that found nothing.
+GC_YOUNG_ALLOCATIONS = 50_000
 
 
 @dataclass
@@ -364,6 +369,18 @@ def endpoint_detail(
     return item
 
 
+def tune_garbage_collector() -> None:
+    """For a serving process, once its app is made: fewer and cheaper garbage collections.
+
+    What start-up made (modules, the app, the key cache) is frozen, so full collections
+    no longer walk it, and the youngest generation is collected less often.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_ALLOCATIONS, *gc.get_threshold()[1:])
+
+
 def app_from_environment() -> FastAPI:
     """The app for ``uvicorn --factory`` worker processes."""
-    return create_app(Settings.from_environment())
+    app = create_app(Settings.from_environment())
+    tune_garbage_collector()
+    return app

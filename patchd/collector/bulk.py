@@ -12,11 +12,19 @@ write is then one ``executemany``. Statements are built once per dialect.
 A report that one endpoint sends twice in a batch (seq 5 and 6) is written in a second
 round, after the first, so its rows change in the order the reports were made. Anything
 unexpected raises: the caller rolls this back and stores the batch report by report.
+
+Only rows that change are written. An endpoint's pending updates rarely change from one
+report to the next, yet rewriting them was most of a report's cost: the endpoint row keeps
+a digest of the updates section its update rows were last written from
+(:func:`updates_digest`), and a report whose section has the same digest leaves them as
+they are. Likewise the day's compliance row is left alone when the endpoint's last report
+arrived the same day with the same overdue count (it wrote that very row).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -25,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, false, select, update
 
 from patchd.collector import extract
-from patchd.collector.ingest import VerifiedReport
+from patchd.collector.ingest import VerifiedReport, dump_json
 from patchd.collector.schema import (
     endpoint_daily,
     endpoint_runs,
@@ -43,15 +51,41 @@ FlagWriter = Callable[[Connection, str, str, str], None]  # (conn, endpoint id, 
 _SUMMARY_KEYS = tuple(extract.summary({}).values)  # the endpoint columns a report sets
 
 
+# Part of every updates digest: change it when extract.update_rows makes other rows from
+# the same section, so a new collector rewrites rows an older one wrote.
+UPDATE_ROWS_VERSION = b"patchd update rows 1\n"
+
+
+def updates_digest(payload: Mapping[str, Any]) -> str | None:
+    """A digest of the report's updates section, or None (no section, or not digestible).
+
+    Equal digests mean equal sections, hence equal rows from :func:`extract.update_rows`.
+    (orjson writes NaN and infinities as null, and extract treats them all alike: as
+    neither text, integer, boolean nor list.)
+    """
+    section = payload.get("updates")
+    if not isinstance(section, dict):
+        return None
+    encoded = dump_json(section)
+    if encoded is None:
+        return None
+    return hashlib.sha256(UPDATE_ROWS_VERSION + encoded).hexdigest()
+
+
 class BulkMismatch(Exception):
     """The database did not change as the locked state said it would: store one by one."""
 
 
 @dataclass
 class _Pinned:
+    """An endpoint's row as locked, kept current through the batch's verdicts."""
+
     public_key: str
     key_epoch: int
     last_seq: int
+    updates_digest: str | None
+    last_report_at: str | None
+    overdue: int | None
 
 
 @dataclass(frozen=True)
@@ -91,7 +125,15 @@ def _statements(dialect_name: str) -> _Statements:
         return str(statement.compile(dialect=dialect, column_keys=keys))
 
     pinned = (
-        select(endpoints.c.id, endpoints.c.public_key, endpoints.c.key_epoch, endpoints.c.last_seq)
+        select(
+            endpoints.c.id,
+            endpoints.c.public_key,
+            endpoints.c.key_epoch,
+            endpoints.c.last_seq,
+            endpoints.c.updates_digest,
+            endpoints.c.last_report_at,
+            endpoints.c.overdue,
+        )
         .where(endpoints.c.id.in_(bindparam("ids", expanding=True)))
         .order_by(endpoints.c.id)
         .with_for_update()  # SQLite renders nothing: BEGIN IMMEDIATE already holds the lock
@@ -106,6 +148,7 @@ def _statements(dialect_name: str) -> _Statements:
         .where(endpoints.c.id == bindparam("b_id"), endpoints.c.key_epoch == bindparam("b_epoch"),
                endpoints.c.last_seq < bindparam("b_seq"))
         .values(last_seq=bindparam("b_seq"), last_report_at=bindparam("b_received"),
+                updates_digest=bindparam("b_digest"),
                 last_created_at=bindparam("b_created"), **{k: bindparam(f"v_{k}") for k in summary_keys})
     )  # fmt: skip
     clear_pending = (  # IS NOT false, not IS true: SQLite then searches by endpoint, not by
@@ -156,38 +199,53 @@ def _row_columns(rows: list[dict[str, Any]] | None, *extra: str) -> tuple[str, .
 class Prepared:
     """A report's rows, made before the database is locked (they depend on nothing in it).
 
-    Only the key epoch is filled in under the lock, once the report's verdict is known.
+    ``updates`` is None when the report has no updates section, or when the caller said
+    the endpoint's rows were last written from the same section (they are then made
+    under the lock, should the database say otherwise).
     """
 
     report: VerifiedReport
     advance: dict[str, Any]
     row: dict[str, Any]
+    has_updates: bool
+    digest: str | None  # of the updates section (updates_digest)
     clear_pending: bool
-    updates: list[dict[str, Any]]
+    updates: list[dict[str, Any]] | None
     runs: list[dict[str, Any]]
     installs: list[tuple[str, list[str], str]]  # (endpoint id, update ids, finished at)
     daily: dict[str, Any] | None
 
+    def update_rows(self) -> list[dict[str, Any]]:
+        if self.updates is not None:
+            return self.updates
+        listed = extract.update_rows(self.report.payload)
+        return _unique_updates(self.report, listed) if listed is not None else []
 
-def prepare(batch: Sequence[VerifiedReport], received: datetime) -> list[Prepared]:
-    """Every report's rows, as :func:`store_reports` writes them for a stored report."""
+
+def prepare(batch: Sequence[VerifiedReport], received: datetime,
+            written: Mapping[str, str] | None = None) -> list[Prepared]:  # fmt: skip
+    """Every report's rows, as :func:`store_reports` writes them for a stored report.
+
+    ``written`` (endpoint id -> updates digest, as this process last wrote them) is a
+    hint: update rows are not made for a report whose section has the digest given.
+    """
     received_at = stamp(received)
-    return [_prepared(report, received_at) for report in batch]
+    return [_prepared(report, received_at, written or {}) for report in batch]
 
 
-def _prepared(report: VerifiedReport, received_at: str) -> Prepared:
+def _prepared(report: VerifiedReport, received_at: str, written: Mapping[str, str]) -> Prepared:
     found = extract.summary(report.payload)
     advance = {"b_id": report.endpoint_id, "b_seq": report.seq, "b_received": received_at,
                "b_created": report.created_at, **{f"v_{k}": found.values[k] for k in _SUMMARY_KEYS}}  # fmt: skip
     row = {"endpoint_id": report.endpoint_id, "seq": report.seq, "received_at": received_at,
            "created_at": report.created_at, "sha256": report.sha256, "envelope": report.envelope}  # fmt: skip
-    listed = extract.update_rows(report.payload)
-    runs, installs = [], []
-    for run in extract.run_rows(report.payload):
-        installed = run.pop("installed")
-        runs.append({**run, "endpoint_id": report.endpoint_id, "seq": report.seq})
-        if installed and run["finished_at"] and run["kind"] == "apply" and not run["dry_run"]:
-            installs.append((report.endpoint_id, installed, run["finished_at"]))
+    has_updates = isinstance(report.payload.get("updates"), dict)
+    digest = updates_digest(report.payload)
+    updates = None
+    if has_updates and (digest is None or written.get(report.endpoint_id) != digest):
+        listed = extract.update_rows(report.payload)
+        updates = _unique_updates(report, listed) if listed is not None else []
+    runs, installs = _runs(report)
     daily = None
     if found.compliant is not None:
         daily = {"endpoint_id": report.endpoint_id, "day": received_at[:10],
@@ -196,38 +254,94 @@ def _prepared(report: VerifiedReport, received_at: str) -> Prepared:
         report=report,
         advance=advance,
         row=row,
-        clear_pending=listed is not None and not extract.updates_truncated(report.payload),
-        updates=_unique_updates(report, listed) if listed is not None else [],
+        has_updates=has_updates,
+        digest=digest,
+        clear_pending=has_updates and not extract.updates_truncated(report.payload),
+        updates=updates,
         runs=runs,
         installs=installs,
         daily=daily,
     )
 
 
-def store_reports(conn: Connection, batch: Sequence[Prepared], flag: FlagWriter) -> list[int]:
-    """Store ``batch`` inside the caller's transaction; the verdict for each, in order."""
+def _runs(report: VerifiedReport) -> tuple[list[dict[str, Any]], list[tuple[str, list[str], str]]]:
+    """The report's run rows, and the updates its applying runs installed."""
+    runs, installs = [], []
+    for run in extract.run_rows(report.payload):
+        installed = run.pop("installed")
+        runs.append({**run, "endpoint_id": report.endpoint_id, "seq": report.seq})
+        if installed and run["finished_at"] and run["kind"] == "apply" and not run["dry_run"]:
+            installs.append((report.endpoint_id, installed, run["finished_at"]))
+    return runs, installs
+
+
+def installs_updates(report: VerifiedReport) -> bool:
+    """Whether the report's runs mark update rows installed (after its updates are written)."""
+    return bool(_runs(report)[1])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to write for one stored report, decided under the lock."""
+
+    prepared: Prepared
+    epoch: int
+    digest: str | None  # the endpoint's updates digest once this report is stored
+    write_updates: bool
+    write_daily: bool
+
+
+def store_reports(conn: Connection, batch: Sequence[Prepared], flag: FlagWriter,
+                  written: dict[str, str | None] | None = None) -> list[int]:  # fmt: skip
+    """Store ``batch`` inside the caller's transaction; the verdict for each, in order.
+
+    ``written`` receives each stored endpoint's updates digest (None: unknown).
+    """
     sql = _statements(conn.dialect.name)
     ids = sorted({p.report.endpoint_id for p in batch})
-    pinned = {row.id: _Pinned(row.public_key, row.key_epoch, row.last_seq)
+    pinned = {row.id: _Pinned(row.public_key, row.key_epoch, row.last_seq, row.updates_digest,
+                              row.last_report_at, row.overdue)
               for row in conn.execute(sql.pinned, {"ids": ids})}  # fmt: skip
     known = {(row.endpoint_id, row.key_epoch, row.seq): row.sha256 for row in
              conn.execute(sql.known, {"ids": ids, "seqs": sorted({p.report.seq for p in batch})})}  # fmt: skip
     verdicts: list[int] = []
-    rounds: list[list[tuple[Prepared, int]]] = []  # at most one report per endpoint in each
-    written: dict[str, int] = {}  # endpoint id -> reports stored for it in this batch
+    rounds: list[list[_Plan]] = []  # at most one report per endpoint in each
+    stored_now: dict[str, int] = {}  # endpoint id -> reports stored for it in this batch
     for prepared in batch:
         report = prepared.report
         verdict, epoch = _decide(conn, report, pinned, known, flag)
         verdicts.append(verdict)
         if verdict == STORED:
-            n = written.get(report.endpoint_id, 0)
-            written[report.endpoint_id] = n + 1
+            n = stored_now.get(report.endpoint_id, 0)
+            stored_now[report.endpoint_id] = n + 1
             if n == len(rounds):
                 rounds.append([])
-            rounds[n].append((prepared, epoch))
+            rounds[n].append(_plan(prepared, epoch, pinned[report.endpoint_id]))
+            if written is not None:
+                written[report.endpoint_id] = pinned[report.endpoint_id].updates_digest
     for stored in rounds:
         _write_round(conn, sql, stored)
     return verdicts
+
+
+def _plan(prepared: Prepared, epoch: int, state: _Pinned) -> _Plan:
+    """Which of the report's rows change, from (and updating) the endpoint's locked state."""
+    digest = state.updates_digest
+    write_updates = False
+    if prepared.has_updates:
+        write_updates = prepared.digest is None or prepared.digest != state.updates_digest
+        digest = prepared.digest
+    if prepared.installs:
+        digest = None  # the runs change update rows after they are written: unknown again
+    daily = prepared.daily
+    received_at = prepared.advance["b_received"]
+    overdue = prepared.advance["v_overdue"]
+    write_daily = daily is not None and not (
+        state.last_report_at is not None and state.last_report_at[:10] == received_at[:10]
+        and state.overdue is not None and state.overdue == overdue
+    )  # the endpoint's last report wrote this very row  # fmt: skip
+    state.updates_digest, state.last_report_at, state.overdue = digest, received_at, overdue
+    return _Plan(prepared, epoch, digest, write_updates, write_daily)
 
 
 def _decide(conn: Connection, report: VerifiedReport, pinned: dict[str, _Pinned],
@@ -253,29 +367,32 @@ def _decide(conn: Connection, report: VerifiedReport, pinned: dict[str, _Pinned]
     return STORED, state.key_epoch
 
 
-def _write_round(conn: Connection, sql: _Statements, stored: list[tuple[Prepared, int]]) -> None:
-    advances = [{**p.advance, "b_epoch": epoch} for p, epoch in stored]
+def _write_round(conn: Connection, sql: _Statements, stored: list[_Plan]) -> None:
+    advances = [{**p.prepared.advance, "b_epoch": p.epoch, "b_digest": p.digest} for p in stored]
     moved = conn.exec_driver_sql(sql.advance, advances).rowcount
     if moved != len(advances):
         raise BulkMismatch(f"{moved} of {len(advances)} endpoints advanced")
-    conn.exec_driver_sql(sql.insert_report, [{**p.row, "key_epoch": epoch} for p, epoch in stored])
-    cleared = [{"b_id": p.report.endpoint_id} for p, _ in stored if p.clear_pending]
+    conn.exec_driver_sql(
+        sql.insert_report, [{**p.prepared.row, "key_epoch": p.epoch} for p in stored]
+    )
+    changed = [p.prepared for p in stored if p.write_updates]
+    cleared = [{"b_id": p.report.endpoint_id} for p in changed if p.clear_pending]
     if cleared:
         conn.exec_driver_sql(sql.clear_pending, cleared)
-    updates = [row for p, _ in stored for row in p.updates]
+    updates = [row for p in changed for row in p.update_rows()]
     if updates:
         conn.exec_driver_sql(sql.upsert_update, updates)
-    runs = [row for p, _ in stored for row in p.runs]
+    runs = [row for p in stored for row in p.prepared.runs]
     if runs:
         conn.exec_driver_sql(sql.upsert_run, runs)
-    for p, _ in stored:
-        for endpoint_id, installed, finished_at in p.installs:
+    for p in stored:
+        for endpoint_id, installed, finished_at in p.prepared.installs:
             conn.execute(update(endpoint_updates).where(
                 endpoint_updates.c.endpoint_id == endpoint_id,
                 endpoint_updates.c.update_id.in_(installed),
                 endpoint_updates.c.installed_at.is_(None),
             ).values(installed_at=finished_at, pending=False))  # fmt: skip
-    daily = [p.daily for p, _ in stored if p.daily is not None]
+    daily = [p.prepared.daily for p in stored if p.write_daily and p.prepared.daily is not None]
     if daily:
         conn.exec_driver_sql(sql.upsert_daily, daily)
 

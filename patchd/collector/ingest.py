@@ -143,6 +143,22 @@ def parse_json(data: bytes) -> Any:
     return json.loads(data)
 
 
+def dump_json(value: Any) -> bytes | None:
+    """``value`` as compact JSON with sorted keys (orjson if installed); None if it cannot be.
+
+    Used for digests: the same parsed document always gives the same bytes.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+        except TypeError:  # e.g. an integer beyond 64 bits, which json parsed
+            pass
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        return None
+
+
 def _b64(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise Rejected(400, f"{what} must be a base64 string")

@@ -76,4 +76,6 @@ def render(state: State) -> bytes:
     Gauge("patchd_collector_stored", "Reports stored by this process", registry=registry).set(
         state.writer.stored
     )
+    Gauge("patchd_collector_write_batches", "Write transactions of reports by this process",
+          registry=registry).set(state.writer.batches)  # fmt: skip
     return generate_latest(registry)

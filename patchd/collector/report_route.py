@@ -40,6 +40,8 @@ _STATUS_TEXT = {
     Verdict.UNKNOWN: "unknown endpoint",
 }
 
+_VERDICT_TEXTS = frozenset(_STATUS_TEXT.values())  # plain ASCII: no JSON escaping needed
+
 
 def busy(state: State) -> Answer | None:
     """429 when the writer's queue is full (checked before the body is read)."""
@@ -76,6 +78,9 @@ def refused(state: State, e: Rejected) -> Answer:
 
 def encode(document: dict[str, Any]) -> bytes:
     """JSON exactly as Starlette's ``JSONResponse`` renders it."""
+    status, seq = document.get("status"), document.get("seq")
+    if len(document) == 2 and status in _VERDICT_TEXTS and type(seq) is int:  # nearly every answer
+        return b'{"status":"%s","seq":%d}' % (status.encode(), seq)
     return json.dumps(document, ensure_ascii=False, allow_nan=False, indent=None,
                       separators=(",", ":")).encode("utf-8")  # fmt: skip
 

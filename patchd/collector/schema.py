@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     select,
     text,
 )
@@ -83,6 +84,9 @@ endpoints = Table(
     Column("pending_security", Integer, nullable=True),
     Column("overdue", Integer, nullable=True),
     Column("summary", Text, nullable=False, default="{}"),  # the compliance section, JSON
+    # What the endpoint's update rows were last written from (see bulk.updates_digest);
+    # NULL: unknown, so the next report with an updates section writes them all again.
+    Column("updates_digest", String(64), nullable=True),
 )
 
 reports = Table(
@@ -116,7 +120,9 @@ endpoint_updates = Table(
     Column("not_before", TIME, nullable=True),
     Column("pending", Boolean, nullable=False, default=True),  # in the latest report
     Column("installed_at", TIME, nullable=True),  # from a run that installed it
-    Column("seq", BigInteger, nullable=False),  # the report it was last described in
+    # The report it was last written from: later reports describing it identically
+    # leave the row alone (only changed rows are written).
+    Column("seq", BigInteger, nullable=False),
 )
 Index("endpoint_updates_pending", endpoint_updates.c.pending, endpoint_updates.c.severity)
 
@@ -173,7 +179,13 @@ def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+def _add_updates_digest_v2(conn: Connection) -> None:
+    # A database created at version 1 by this code already has the column (create_all).
+    if "updates_digest" not in {c["name"] for c in inspect(conn).get_columns("endpoints")}:
+        conn.execute(text("ALTER TABLE endpoints ADD COLUMN updates_digest VARCHAR(64)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _add_updates_digest_v2]
 LATEST = len(MIGRATIONS)
 
 

@@ -4,8 +4,9 @@ Writes that must be atomic across collectors sharing one PostgreSQL database rel
 database, not on the process: a report's sequence number is accepted by a conditional
 ``UPDATE ... WHERE last_seq < :seq`` (one row, so concurrent collectors serialise on it),
 a token use by ``UPDATE ... WHERE uses_left > 0``. Reports are stored by a batched
-writer (:class:`BatchWriter`): one transaction for many reports, a savepoint for each, so
-a refused report never takes its neighbours down with it.
+writer (:class:`BatchWriter`): one transaction for many reports, written in bulk; should
+that fail, again report by report with a savepoint for each, so a refused report never
+takes its neighbours down with it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # reports per write transaction
 MAX_QUEUE = 8192  # reports waiting for the writer before new ones get 429
+MAX_WRITTEN_HINTS = 200_000  # endpoints whose last written updates digest is remembered
 TOKEN_PREFIX = "pdt_"  # noqa: S105 - a marker, not a secret
 MAX_TOKEN_USES = 1_000_000
 MAX_TOKEN_TTL = timedelta(days=365)
@@ -191,6 +193,7 @@ class CollectorStore:
             raise ConfigError(f"cannot open the collector database: {type(e).__name__}: {str(e).splitlines()[0]}",
                               hint="check --db (a writable file path, or a reachable postgresql:// URL)") from None  # fmt: skip
         self._turn_file = _turn_file(self.engine)
+        self._written: dict[str, str] = {}  # endpoint id -> updates digest this process wrote
 
     @property
     def dialect(self) -> str:
@@ -324,27 +327,60 @@ class CollectorStore:
 
     # -- reports -----------------------------------------------------------------------
 
-    def store_batch(self, batch: Sequence[VerifiedReport]) -> list[int]:
+    def store_batch(
+        self,
+        batch: Sequence[VerifiedReport],
+        more: Callable[[], Sequence[VerifiedReport]] | None = None,
+    ) -> list[int]:
         """Store ``batch`` in one transaction; the verdict for each, in order.
 
         The whole batch is written with a few statements (:mod:`patchd.collector.bulk`);
-        if that fails it is rolled back and the reports are stored one by one, each in a
-        savepoint, so a report the database refuses never takes its neighbours down.
+        if that fails it is rolled back and the reports are stored one by one in a new
+        transaction, each in a savepoint, so a report the database refuses never takes
+        its neighbours down. ``more``, called once this writer's turn has come, gives
+        reports that arrived meanwhile: they are stored in the same transaction (after
+        ``batch``, their verdicts after its verdicts).
         """
         received = self.clock()
-        prepared = bulk.prepare(batch, received)  # before the lock: other writers need not wait
-        with self._writer_turn(), self.engine.begin() as conn:
+        # Rows are made before the lock, so other writers need not wait for that.
+        prepared = bulk.prepare(batch, received, self._written)
+        written: dict[str, str | None] = {}
+        with self._writer_turn():
+            if more is not None:
+                # While this writer waited for its turn (other collector processes
+                # writing to the same SQLite file), reports queued up: one commit serves
+                # them too, where a transaction of their own would wait a turn again.
+                extra = more()
+                if extra:
+                    batch = [*batch, *extra]
+                    prepared += bulk.prepare(extra, received, self._written)
             try:
-                with conn.begin_nested():
-                    return bulk.store_reports(conn, prepared, self._flag)
+                with self.engine.begin() as conn:
+                    verdicts = bulk.store_reports(conn, prepared, self._flag, written)
             except (SQLAlchemyError, bulk.BulkMismatch) as e:
+                # Rolled back whole; the next transaction starts from a clean slate.
                 log.warning("storing %d report(s) one by one: %s: %s", len(batch),
                             type(e).__name__, str(e).splitlines()[0] if str(e) else "")  # fmt: skip
-            verdicts = []
-            for report in batch:
-                with conn.begin_nested():
-                    verdicts.append(self._store_one(conn, report, received))
+                written = {}
+                with self.engine.begin() as conn:
+                    verdicts = []
+                    for report in batch:
+                        with conn.begin_nested():
+                            verdicts.append(self._store_one(conn, report, received))
+        self._remember_written(written, batch)
         return verdicts
+
+    def _remember_written(
+        self, written: Mapping[str, str | None], batch: Sequence[VerifiedReport]
+    ) -> None:
+        """Keep the hint :func:`bulk.prepare` uses (committed digests; a guess, never trusted)."""
+        if len(self._written) > MAX_WRITTEN_HINTS:
+            self._written.clear()
+        for report in batch:
+            self._written.pop(report.endpoint_id, None)
+        for endpoint_id, digest in written.items():
+            if digest is not None:
+                self._written[endpoint_id] = digest
 
     def _store_one(self, conn: Connection, report: VerifiedReport, received: datetime) -> int:
         pinned = conn.execute(select(endpoints.c.public_key, endpoints.c.key_epoch)
@@ -357,9 +393,14 @@ class CollectorStore:
             return seen
         found = extract.summary(report.payload)
         received_at = stamp(received)
+        values = dict(found.values)
+        if isinstance(report.payload.get("updates"), dict):  # its update rows are all written below
+            values["updates_digest"] = bulk.updates_digest(report.payload)
+        if bulk.installs_updates(report):
+            values["updates_digest"] = None  # the runs change them afterwards
         moved = conn.execute(update(endpoints).where(
             endpoints.c.id == report.endpoint_id, endpoints.c.key_epoch == epoch, endpoints.c.last_seq < report.seq
-        ).values(last_seq=report.seq, last_report_at=received_at, last_created_at=report.created_at, **found.values)).rowcount  # fmt: skip
+        ).values(last_seq=report.seq, last_report_at=received_at, last_created_at=report.created_at, **values)).rowcount  # fmt: skip
         if moved != 1:
             # Another collector may have stored this very report meanwhile (we waited on its
             # row lock): in READ COMMITTED this statement sees what it committed.
@@ -501,6 +542,7 @@ class BatchWriter:
         self._thread = threading.Thread(target=self._run, name="patchd-writer", daemon=True)
         self.batches = 0
         self.stored = 0
+        self._stopping = False
 
     def start(self) -> None:
         self._thread.start()
@@ -534,27 +576,36 @@ class BatchWriter:
             ) from None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
+        self._stopping = False
+        while not self._stopping:
             first = self._queue.get()
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+            self._take(batch)
             self._write(batch)
+
+    def _take(self, batch: list[_Item]) -> list[_Item]:
+        """Move queued reports into ``batch`` (up to :attr:`max_batch`); those moved."""
+        taken: list[_Item] = []
+        while not self._stopping and len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._stopping = True
+                break
+            batch.append(item)
+            taken.append(item)
+        return taken
 
     def _write(self, batch: list[_Item]) -> None:
         outcomes: list[int | BaseException]
         try:
-            verdicts = self.store.store_batch([r for r, _ in batch])
+            verdicts = self.store.store_batch(
+                [r for r, _ in batch], lambda: [r for r, _ in self._take(batch)]
+            )
         except Exception as e:  # the database is down or locked: its agents retry every report
             log.error("could not store %d report(s): %s: %s", len(batch), type(e).__name__,
                       str(e).splitlines()[0] if str(e) else "")  # fmt: skip

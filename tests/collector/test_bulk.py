@@ -10,7 +10,7 @@ verdicts and every row they leave must match.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -175,3 +175,140 @@ def test_clearing_pending_updates_searches_by_endpoint(tmp_path: Path) -> None:
         store.close()
     assert "endpoint_updates_pending" not in plan
     assert "(endpoint_id=?)" in plan
+
+
+def _installed(update_id: str) -> dict[str, Any]:
+    return {"id": "run-1", "kind": "apply", "status": "succeeded", "dry_run": False,
+            "started_at": "2026-12-04T09:00:00Z", "finished_at": "2026-12-04T09:05:00Z",
+            "items": [{"update_id": update_id, "outcome": "done"}]}  # fmt: skip
+
+
+def _store_in_turn(store: CollectorStore, fleet: dict[str, SimEndpoint], reports: list[dict[str, Any]],
+                   one_by_one: bool) -> list[int]:  # fmt: skip
+    """Store each report in a batch of its own (the rows of one are the state of the next)."""
+    endpoint = fleet["one"]
+    cache = KeyCache(store.public_key)
+    verdicts = []
+    for seq, extra in enumerate(reports, start=1):
+        payload = endpoint.payload(seq, **extra)
+        payload["created_at"] = "2026-12-04T10:00:00Z"
+        report = verify_report(endpoint.envelope(payload), cache)
+        if one_by_one:
+            with mock.patch.object(
+                bulk, "store_reports", side_effect=bulk.BulkMismatch("injected")
+            ):
+                verdicts += store.store_batch([report])
+        else:
+            verdicts += store.store_batch([report])
+    return verdicts
+
+
+def _without_update_seq(rows: dict[str, Any]) -> dict[str, Any]:
+    return {**rows, "updates": sorted(({k: v for k, v in u.items() if k != "seq"} for u in rows["updates"]),
+                                      key=repr)}  # fmt: skip
+
+
+def test_rows_a_report_leaves_unchanged_are_not_written(store: CollectorStore) -> None:
+    """Same rows as rewriting everything every time, but unchanged update rows keep their seq."""
+    listed = sections(pending=2, updates=[_update(A), _update(B)])
+    truncated = sections(pending=1, updates=[_update(B, "now")])
+    truncated["updates"]["truncated"] = True
+    minimal: dict[str, Any] = {}
+    reports = [
+        listed,  # 1: A and B written
+        listed,  # 2: the same: not written again
+        {**listed, "runs": {"items": [_installed(A)]}},  # 3: A installed after the (unwritten) rows
+        {**listed, "runs": {"items": [_installed(A)]}},  # 4: rows unknown after an install: written
+        minimal,  # 5: no updates section: rows kept
+        truncated,  # 6: B changed, A kept (a truncated list clears nothing)
+        truncated,  # 7: the same: not written again
+    ]
+    batched, single = _twin_fleets(store)
+    assert _store_in_turn(store, batched, reports, one_by_one=False) == [Verdict.STORED] * 7
+    assert _store_in_turn(store, single, reports, one_by_one=True) == [Verdict.STORED] * 7
+    rows = _rows(store, batched)
+    assert _without_update_seq(rows) == _without_update_seq(_rows(store, single))
+    assert {(u["update_id"], u["seq"], u["pending"], u["reason"], u["installed_at"]) for u in rows["updates"]} == {
+        (A, 4, True, "in the next window", "2026-12-04T09:05:00Z"),
+        (B, 6, True, "now", None),
+    }  # fmt: skip
+    assert [(d["compliant"], d["overdue"]) for d in rows["daily"]] == [(True, 0)]
+
+
+def test_a_repeated_report_after_a_change_elsewhere_is_written(store: CollectorStore) -> None:
+    """The digest is per endpoint and read under the lock: a stale hint never skips a write."""
+    listed = sections(pending=2, updates=[_update(A), _update(B)])
+    batched, _ = _twin_fleets(store)
+    _store_in_turn(store, batched, [listed], one_by_one=False)
+    with store.engine.begin() as conn:  # as an older collector without digests would leave it
+        conn.execute(endpoint_updates.update().values(reason="changed"))
+        conn.execute(endpoints.update().values(updates_digest=None))
+    endpoint = batched["one"]
+    payload = endpoint.payload(2, **listed)
+    assert store.store_batch(
+        [verify_report(endpoint.envelope(payload), KeyCache(store.public_key))]
+    ) == [202]
+    with store.reading() as conn:
+        assert set(conn.execute(select(endpoint_updates.c.reason, endpoint_updates.c.seq).where(
+            endpoint_updates.c.endpoint_id == endpoint.endpoint_id)).all()) == {("in the next window", 2)}  # fmt: skip
+
+
+def test_the_day_row_is_written_when_the_day_or_the_count_changes(store: CollectorStore) -> None:
+    batched, single = _twin_fleets(store)
+    days = iter(
+        [
+            "2026-12-04T10:00:00Z",
+            "2026-12-04T11:00:00Z",
+            "2026-12-04T12:00:00Z",
+            "2026-12-05T00:00:01Z",
+        ]
+        * 2
+    )
+    store.clock = lambda: datetime.fromisoformat(next(days))
+    reports = [sections(overdue=0), sections(overdue=0), sections(overdue=2), sections(overdue=2)]
+    _store_in_turn(store, batched, reports, one_by_one=False)
+    _store_in_turn(store, single, reports, one_by_one=True)
+    rows = _rows(store, batched)
+    assert rows == _rows(store, single)
+    assert [(d["day"], d["compliant"], d["overdue"]) for d in rows["daily"]] == [
+        ("2026-12-04", False, 2), ("2026-12-05", False, 2)
+    ]  # fmt: skip
+
+
+def test_a_version_1_database_gains_the_digest_column(store: CollectorStore) -> None:
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE endpoints DROP COLUMN updates_digest")
+        conn.exec_driver_sql("UPDATE schema_version SET version = 1")
+    store.engine.dispose()
+    again = CollectorStore(store.url)
+    try:
+        batched, _ = _twin_fleets(again)
+        _store_in_turn(
+            again, batched, [sections(pending=1, updates=[_update(A)])], one_by_one=False
+        )
+        with again.reading() as conn:
+            assert conn.execute(select(endpoints.c.updates_digest).where(
+                endpoints.c.id == batched["one"].endpoint_id)).scalar() == bulk.updates_digest(
+                    {"updates": sections(pending=1, updates=[_update(A)])["updates"]})  # fmt: skip
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+    finally:
+        again.close()
+
+
+def test_reports_that_arrive_while_a_writer_waits_join_its_transaction(
+    store: CollectorStore,
+) -> None:
+    batched, _ = _twin_fleets(store)
+    first, second, duplicate = (r for r in _reports(batched, store)[:4] if r.seq != 4)
+    asked = []
+
+    def more() -> list[VerifiedReport]:
+        asked.append(True)
+        return [second, duplicate]
+
+    assert store.store_batch([first], more) == [Verdict.STORED, Verdict.STORED, Verdict.DUPLICATE]
+    assert asked == [True]
+    assert [(r["endpoint_id"], r["seq"]) for r in _rows(store, batched)["reports"]] == [
+        ("one", 1),
+        ("one", 2),
+    ]

@@ -64,9 +64,7 @@ def _unpack(package: Path, into: Path) -> None:
     if package.suffix == ".deb":
         _run(["dpkg-deb", "-x", str(package), str(into)])
     else:
-        rpm2cpio = subprocess.Popen(["rpm2cpio", str(package)], stdout=subprocess.PIPE)
-        _run(["cpio", "-idm", "--quiet"], stdin=rpm2cpio.stdout, cwd=into)
-        assert rpm2cpio.wait(timeout=60) == 0
+        _run(["bsdtar", "-xf", str(package), "-C", str(into)])  # libarchive reads an RPM's payload
 
 
 def _in_opt(
@@ -126,7 +124,9 @@ def _deb_listing(deb: Path) -> dict[str, str]:
     listing = {}
     for line in _run(["dpkg-deb", "-c", str(deb)]).stdout.splitlines():
         fields = line.split()
-        path = fields[5][1:] if fields[5] != "./" else "/"
+        if fields[5] == "./":
+            continue
+        path = fields[5][1:]
         listing[path.rstrip("/") or "/"] = fields[1]
         if fields[0].startswith("l"):
             listing[path] = f"{fields[1]} -> {fields[7]}"
@@ -301,7 +301,7 @@ def _run_script(
 ) -> tuple[list[str], Path]:
     """Run a maintainer script with fresh /run, /var/lib, /var/log; return (calls, the /var/lib view)."""
     bindir = work / "bin"
-    bindir.mkdir(exist_ok=True)
+    bindir.mkdir(parents=True, exist_ok=True)
     for tool in ("systemctl", "deb-systemd-helper", "deb-systemd-invoke"):
         (bindir / tool).write_text(STAND_IN)
         (bindir / tool).chmod(0o755)
@@ -393,6 +393,7 @@ def _rpm_script(rpm: Path, tag: str, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     script = into / tag
     script.write_text(_run(["rpm", "-qp", "--qf", f"%{{{tag}}}", str(rpm)]).stdout)
+    script.chmod(0o755)  # rpm runs scriptlets with /bin/sh
     return script
 
 

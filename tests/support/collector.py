@@ -156,16 +156,22 @@ class Postgres:
         return subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True, text=True,
                               timeout=120, check=True)  # fmt: skip
 
-    def create_database(self, name: str) -> str:
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A new database (a copy of ``template`` if given, which nobody may be using)."""
+        copy = ("-T", template) if template else ()
         self._as_postgres(
-            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), name
+            str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), *copy, name
         )
         return self.url(name)
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[Postgres]:
-    """A cluster in a directory of its own (the ``postgres`` user cannot enter pytest's)."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[Postgres]:
+    """A cluster in a directory of its own (the ``postgres`` user cannot enter pytest's).
+
+    Tests run it without fsync; ``durable`` (benchmarks) keeps PostgreSQL's default, so a
+    commit is on disk when it returns, as a collector's 202 promises.
+    """
     bindir = pg_bindir()
     assert bindir is not None, "PostgreSQL is not installed"
     work = Path(tempfile.mkdtemp(prefix="patchd-pg-"))
@@ -178,7 +184,8 @@ def postgres_cluster() -> Iterator[Postgres]:
             str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"
         )
         cluster._as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(work / "pg.log"), "-w", "-o",
-                             f"-k {work} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
+                             f"-k {work} -p {port} -c listen_addresses=127.0.0.1"
+                             + ("" if durable else " -c fsync=off"), "start")  # fmt: skip
         yield cluster
     finally:
         subprocess.run(["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast",

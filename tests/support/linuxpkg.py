@@ -15,9 +15,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 BUILD = REPO / "packaging" / "linux" / "build.py"
 BUILD_TIMEOUT_S = 3600
-TOOLS = ("apt-get", "dpkg-deb", "dpkg-shlibdeps", "rpmbuild", "gcc", "make", "patch", "strip")
+TOOLS = (
+    "apt-get", "dpkg-deb", "dpkg-shlibdeps", "rpmbuild", "gcc", "make", "patch", "strip", "bsdtar",
+    "unshare",
+)  # fmt: skip
 
-_built: dict[tuple[str, str], dict[str, Path]] = {}
+_built: dict[str, dict[str, dict[str, Path]]] = {}
 _out = Path(tempfile.mkdtemp(prefix="patchd-test-packages."))
 
 
@@ -29,25 +32,27 @@ def package_test_version() -> str:
 
 
 def build_packages(kind: str, version: str) -> dict[str, Path]:
-    """{package name: file} for ``kind`` ("deb" or "rpm") at ``version``, built once per session."""
-    key = (kind, version)
-    if key not in _built:
-        out = _out / f"{kind}-{version}"
+    """{package name: file} for ``kind`` ("deb" or "rpm") at ``version``.
+
+    Both formats are built together (staged once), once per session and version.
+    """
+    if version not in _built:
+        out = _out / version
         proc = subprocess.run(
-            [sys.executable, str(BUILD), kind, "--version", version, "--out", str(out)],
+            [sys.executable, str(BUILD), "deb", "rpm", "--version", version, "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,
             check=False,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
-        assert proc.returncode == 0, f"build.py {kind} failed:\n{proc.stderr[-4000:]}"
-        files = [Path(line) for line in proc.stdout.split()]
-        _built[key] = {_package_name(kind, f): f for f in files}
-    return _built[key]
-
-
-def _package_name(kind: str, path: Path) -> str:
-    if kind == "deb":
-        return path.name.split("_", 1)[0]
-    return path.name.rsplit("-", 2)[0]
+        assert proc.returncode == 0, f"build.py failed:\n{proc.stderr[-4000:]}"
+        built: dict[str, dict[str, Path]] = {"deb": {}, "rpm": {}}
+        for line in proc.stdout.split():
+            path = Path(line)
+            if path.suffix == ".deb":
+                built["deb"][path.name.split("_", 1)[0]] = path
+            else:
+                built["rpm"][path.name.rsplit("-", 2)[0]] = path
+        _built[version] = built
+    return _built[version][kind]

@@ -49,7 +49,7 @@ def _allow_open_files(wanted: int) -> None:
 def serve(invocation: Invocation) -> int:
     import uvicorn
 
-    from patchd.collector.app import Settings, create_app, read_admin_token
+    from patchd.collector.app import Settings, create_app, read_admin_token, tune_garbage_collector
     from patchd.collector.store import CollectorStore
 
     args = invocation.args
@@ -82,7 +82,9 @@ def serve(invocation: Invocation) -> int:
         settings = Settings(
             db=args.db, admin_token=read_admin_token(token_file), stale_after=stale_after
         )
-        uvicorn.run(create_app(settings), **options)
+        app = create_app(settings)
+        tune_garbage_collector()
+        uvicorn.run(app, **options)
         return 0
     os.environ["PATCHD_COLLECTOR_DB"] = args.db
     os.environ["PATCHD_COLLECTOR_ADMIN_TOKEN_FILE"] = str(token_file)

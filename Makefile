@@ -7,6 +7,7 @@ STAMPS := .stamps
 DEBIAN_PACKAGES := apt-utils dpkg-dev busybox-static btrfs-progs snapper zfs-fuse \
 	rpm dnf createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd \
 	flatpak postgresql chromium systemd man-db groff-base zsh fish shellcheck \
+	debootstrap systemd-container \
 	$(PACKAGE_BUILD_DEPS)
 # What `make deb` and `make rpm` need to build CPython and the packages (packaging/linux/build.py).
 PACKAGE_BUILD_DEPS := build-essential patch xz-utils libssl-dev libffi-dev libsqlite3-dev \

@@ -56,6 +56,7 @@ class Notifier:
                 log.warning("cannot notify systemd at %s: %s", self._address.lstrip("\0"), e)
 
     def ready(self, status: str) -> None:
+        """Started, or done reloading (after :meth:`reloading`): systemd waits for this."""
         self.send(READY="1", STATUS=status[:MAX_STATUS_CHARS], MAINPID=str(os.getpid()))
 
     def status(self, status: str) -> None:

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
+from patchd import __version__
 from patchd.agent.instance import InstanceLock
 from patchd.agent.notify import Notifier, Watchdog
 from patchd.agent.schedule import EventQueue
@@ -115,7 +116,9 @@ class Agent:
             lock.release()
 
     def _serve(self) -> int:
-        log.info("agent started (state %s, root %s)", self.state_dir, self.target)
+        log.info(
+            "agent started (patchd %s, state %s, root %s)", __version__, self.state_dir, self.target
+        )
         while not self.stopping.is_set():
             event = self.events.next()
             self.watchdog.beat()
@@ -143,6 +146,10 @@ class Agent:
                     lambda session: self._reload_task(session, file=True, fetch=True), "reload"
                 )
                 self._schedule_cycle_soon()
+                # systemd keeps the unit "reloading" (and `systemctl reload` waiting) until
+                # READY=1 says the reload is over (sd_notify(3)).
+                self.notifier.ready(self._summary())
+                continue
             self.notifier.status(self._summary())
         log.info("agent stopped")
         return 0
@@ -297,6 +304,10 @@ class Agent:
             return work(self.session) if self._inline else self._in_worker(work, name)
         finally:
             self.watchdog.beat()
+            if self.stopping.is_set():
+                # The worker saw the stop request and ended at its next safe step: never
+                # inside a package transaction (see docs/install.md).
+                log.info("stop requested during the %s: it ended at a safe step", name)
 
     def _in_worker(self, work: Task, name: str) -> float | None:
         read_end, write_end = os.pipe()

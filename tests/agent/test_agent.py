@@ -214,6 +214,8 @@ def test_agent_lifecycle(
     # SIGHUP reloads; SIGTERM stops cleanly.
     proc.send_signal(signal.SIGHUP)
     notify.wait_for("RELOADING", "1")
+    # The reload ends with READY=1: until then systemd holds the unit in "reloading".
+    assert "policy agent-test v2 active" in notify.wait_for("READY", "1")["STATUS"]
     proc.send_signal(signal.SIGTERM)
     notify.wait_for("STOPPING", "1")
     assert proc.wait(timeout=CLI_TIMEOUT_S) == 0

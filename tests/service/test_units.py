@@ -78,7 +78,7 @@ def test_agent_unit_is_a_notify_service_that_never_cuts_a_transaction() -> None:
     settings = unit_settings(service_file(AGENT_UNIT))
     assert settings["Type"] == ["notify"]
     assert settings["ExecStart"] == [f"{PACKAGED_EXEC} agent"]
-    assert settings["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert settings["ExecReload"] == ["/bin/systemctl kill --kill-who=main --signal=SIGHUP %n"]
     assert settings["Restart"] == ["always"]
     assert settings["KillMode"] == ["mixed"]
     assert seconds(settings["WatchdogSec"][0]) > 0

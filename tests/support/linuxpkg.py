@@ -34,12 +34,14 @@ def package_test_version() -> str:
 def build_packages(kind: str, version: str) -> dict[str, Path]:
     """{package name: file} for ``kind`` ("deb" or "rpm") at ``version``.
 
-    Both formats are built together (staged once), once per session and version.
+    At :func:`package_test_version`, which tests/packaging and tests/e2e share, both formats
+    are built together (staged once); any other version only in ``kind``. Once per session.
     """
-    if version not in _built:
-        out = _out / version
+    if version not in _built or kind not in _built[version]:
+        formats = ["deb", "rpm"] if version == package_test_version() else [kind]
+        out = _out / f"{version}-{'-'.join(formats)}"
         proc = subprocess.run(
-            [sys.executable, str(BUILD), "deb", "rpm", "--version", version, "--out", str(out)],
+            [sys.executable, str(BUILD), *formats, "--version", version, "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,
@@ -47,12 +49,12 @@ def build_packages(kind: str, version: str) -> dict[str, Path]:
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )
         assert proc.returncode == 0, f"build.py failed:\n{proc.stderr[-4000:]}"
-        built: dict[str, dict[str, Path]] = {"deb": {}, "rpm": {}}
+        built: dict[str, dict[str, Path]] = {f: {} for f in formats}
         for line in proc.stdout.split():
             path = Path(line)
             if path.suffix == ".deb":
                 built["deb"][path.name.split("_", 1)[0]] = path
             else:
                 built["rpm"][path.name.rsplit("-", 2)[0]] = path
-        _built[version] = built
+        _built.setdefault(version, {}).update(built)
     return _built[version][kind]

@@ -222,6 +222,8 @@ def test_wait_names_whichever_of_several_locks_is_held(held: HeldLock, tmp_path:
 # --- parsing /proc/locks --------------------------------------------------------------------
 
 
+# Pids in these tables are above any pid_max (2**22), like NO_SUCH_PID: a live process with
+# the same pid would give the holder a name and make the case fail by chance.
 @dataclass(frozen=True)
 class TableCase:
     table: str  # {dev} is the target's MAJOR:MINOR:INODE
@@ -233,21 +235,21 @@ TABLE_CASES = {
         f"1: POSIX  ADVISORY  WRITE {NO_SUCH_PID} {{dev}} 0 EOF\n", LockHolder(NO_SUCH_PID, None)
     ),
     "holder-among-others": TableCase(
-        "1: POSIX  ADVISORY  WRITE 4001 00:1f:77 0 EOF\n"
-        "2: FLOCK  ADVISORY  WRITE 4002 {dev} 0 EOF\n"
-        "3: POSIX  ADVISORY  READ 4003 fe:01:12 128 128\n",
-        LockHolder(4002, None),
+        "1: POSIX  ADVISORY  WRITE 99999001 00:1f:77 0 EOF\n"
+        "2: FLOCK  ADVISORY  WRITE 99999002 {dev} 0 EOF\n"
+        "3: POSIX  ADVISORY  READ 99999003 fe:01:12 128 128\n",
+        LockHolder(99999002, None),
     ),
     "waiter-line-is-not-a-holder": TableCase(
-        "1: POSIX  ADVISORY  WRITE 4001 00:1f:77 0 EOF\n"
-        "1: -> POSIX  ADVISORY  WRITE 4002 {dev} 0 EOF\n",
+        "1: POSIX  ADVISORY  WRITE 99999001 00:1f:77 0 EOF\n"
+        "1: -> POSIX  ADVISORY  WRITE 99999002 {dev} 0 EOF\n",
         None,
     ),
     "holder-before-its-waiters": TableCase(
-        "1: POSIX  ADVISORY  WRITE 4001 {dev} 0 EOF\n"
-        "1: -> POSIX  ADVISORY  WRITE 4002 {dev} 0 EOF\n"
-        "1: -> POSIX  ADVISORY  WRITE 4003 {dev} 0 EOF\n",
-        LockHolder(4001, None),
+        "1: POSIX  ADVISORY  WRITE 99999001 {dev} 0 EOF\n"
+        "1: -> POSIX  ADVISORY  WRITE 99999002 {dev} 0 EOF\n"
+        "1: -> POSIX  ADVISORY  WRITE 99999003 {dev} 0 EOF\n",
+        LockHolder(99999001, None),
     ),
     "ofd-lock-has-no-pid": TableCase(
         "1: OFDLCK ADVISORY  WRITE -1 {dev} 0 EOF\n", LockHolder(None, None)
@@ -257,10 +259,10 @@ TABLE_CASES = {
         "1: POSIX  ADVISORY  WRITE ??? {dev} 0 EOF\n", LockHolder(None, None)
     ),
     "longer-inode-is-another-file": TableCase(
-        "1: POSIX  ADVISORY  WRITE 4001 {dev}7 0 EOF\n", None
+        "1: POSIX  ADVISORY  WRITE 99999001 {dev}7 0 EOF\n", None
     ),
     "inode-on-another-device": TableCase(
-        "1: POSIX  ADVISORY  WRITE 4001 {other_device} 0 EOF\n", None
+        "1: POSIX  ADVISORY  WRITE 99999001 {other_device} 0 EOF\n", None
     ),
     "junk-and-short-lines": TableCase("\n\ngarbage\n1: POSIX ADVISORY\n\x00\xff\n", None),
     "empty": TableCase("", None),

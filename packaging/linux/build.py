@@ -180,10 +180,15 @@ def archive_uris() -> list[tuple[str, str]]:
             for uri in stanza.get("URIs", "").split():
                 if re.search(r"/debian/?$", uri) and "main" in stanza.get("Components", "").split():
                     found.append((uri, keyring))
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.is_file():
-        for line in legacy.read_text().splitlines():
-            fields = line.split("#", 1)[0].split()
+    one_line = (
+        [Path("/etc/apt/sources.list"), *sorted(parts.glob("*.list"))] if parts.is_dir() else []
+    )
+    for path in one_line if one_line else [Path("/etc/apt/sources.list")]:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            # deb [option=value ...] URI SUITE COMPONENT...
+            fields = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
             if (
                 len(fields) >= 4
                 and fields[0] == "deb"

@@ -6,11 +6,13 @@ default /var/cache/patchd-build); later ones only stage and pack (well under a m
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parent.parent.parent
 BUILD = REPO / "packaging" / "linux" / "build.py"
@@ -58,3 +60,17 @@ def build_packages(kind: str, version: str) -> dict[str, Path]:
                 built["rpm"][path.name.rsplit("-", 2)[0]] = path
         _built.setdefault(version, {}).update(built)
     return _built[version][kind]
+
+
+def build_module() -> ModuleType:
+    """packaging/linux/build.py as a module (it is a script, not part of a package)."""
+    name = "patchd_linux_build"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BUILD)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

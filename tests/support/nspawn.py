@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -49,33 +48,21 @@ class ContainerError(RuntimeError):
     """A container could not be built, booted or driven; the message says what happened."""
 
 
-def host_mirror(sources: Sequence[Path] = ()) -> str:
-    """The Debian mirror the host's own apt uses (``PATCHD_TEST_MIRROR`` overrides it)."""
+def host_mirror() -> str:
+    """The Debian archive the host's own apt uses (``PATCHD_TEST_MIRROR`` overrides it).
+
+    Found the way the package build finds it (packaging/linux/build.py ``archive_uris``).
+    """
     if os.environ.get("PATCHD_TEST_MIRROR"):
         return os.environ["PATCHD_TEST_MIRROR"]
-    files = list(sources) or [
-        Path("/etc/apt/sources.list"),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.sources")),
-        *sorted(Path("/etc/apt/sources.list.d").glob("*.list")),
-    ]
-    for path in files:
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        if path.suffix == ".sources":
-            for stanza in re.split(r"\n\s*\n", text):
-                uris = re.search(r"^URIs:\s*(\S+)", stanza, re.MULTILINE)
-                suites = re.search(r"^Suites:(.*)$", stanza, re.MULTILINE)
-                if uris and suites and SUITE in suites.group(1).split():
-                    return uris.group(1)
-        else:
-            for line in text.splitlines():
-                m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line)
-                if m:
-                    return m.group(1)
-    raise ContainerError(
-        f"no {SUITE} mirror in the host's apt sources; set PATCHD_TEST_MIRROR to a Debian mirror"
-    )
+    from tests.support.linuxpkg import build_module
+
+    build = build_module()
+    try:
+        uri: str = build.archive_uris()[0][0]
+    except build.BuildError as e:
+        raise ContainerError(f"{e}; or set PATCHD_TEST_MIRROR to a Debian mirror") from None
+    return uri
 
 
 def cache_key(packages: Sequence[str]) -> str:

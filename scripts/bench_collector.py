@@ -78,6 +78,11 @@ TWO_WORKER_TARGET = 1.8  # x one worker
 TAIL_TARGET = 10.0  # p99 / p50 under the burst
 WORKER_CPU = 0
 GENERATOR_CPU = 1
+SCRIPTS = Path(__file__).resolve().parent
+CEILINGS = {
+    "http": "HTTP only (read, answer 202)",
+    "check": "check only (verify_report, no storing)",
+}
 
 _fork = multiprocessing.get_context("fork")
 
@@ -240,6 +245,32 @@ def start_collector(
     return process, port
 
 
+def start_ceiling(python: str, work: Path, app: str, keys: Path, cpus: set[int]
+                  ) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+    """``bench_ceiling_app`` (``app``: http or check) under uvicorn, configured as the
+    collector's server is, on loopback, pinned to ``cpus``."""
+    from patchd.cli.commands.collector import LISTEN_BACKLOG, MAX_CONNECTIONS
+
+    port = free_port()
+    log = work / f"ceiling-{app}.log"
+    env = {**os.environ, "PATCHD_BENCH_APP": app, "PATCHD_BENCH_KEYS": str(keys),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [python, "-m", "uvicorn", "--factory", "bench_ceiling_app:create", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log", "--no-server-header", "--timeout-keep-alive", "30",
+             "--limit-concurrency", str(MAX_CONNECTIONS), "--backlog", str(LISTEN_BACKLOG)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env,
+        )  # fmt: skip
+    os.sched_setaffinity(process.pid, cpus)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process, log)
+    except BaseException:
+        stop_collector(process)
+        raise
+    return process, port
+
+
 def wait_for_workers(process: subprocess.Popen[bytes], log: Path, workers: int) -> None:
     """Until every worker has started: the first one up would otherwise accept every
     connection the sustained phase opens, and the others would sit idle."""
@@ -396,6 +427,53 @@ def run_configuration(python: str, work: Path, databases: Databases, workers: in
     )
 
 
+@dataclass
+class Ceiling:
+    """One ceiling app's sustained phase (see ``bench_ceiling_app.py``)."""
+
+    app: str
+    steady: Phase
+    verify_rates: tuple[VerifyRate, VerifyRate]
+
+    @property
+    def ratio(self) -> float:
+        """Reports per CPU-second of the server, as a fraction of verifies per CPU-second."""
+        verify_cpu = statistics.mean(r.cpu for r in self.verify_rates)
+        return self.steady.sent / self.steady.collector_cpu_s / verify_cpu
+
+
+def run_ceiling(python: str, work: Path, app: str, keys: Path, *,
+                steady: Sequence[FleetEndpoint], samples: list[tuple[bytes, bytes, bytes]]) -> Ceiling:  # fmt: skip
+    """The steady fleet's reports against a ceiling app, as the one-worker collector gets them."""
+    before = verify_rate(samples, WORKER_CPU)
+    process, port = start_ceiling(python, work, app, keys, {WORKER_CPU})
+    try:
+        phase = run_phase(
+            process, port, "sustained", _interleave(steady, CONNECTIONS), {GENERATOR_CPU}
+        )
+    finally:
+        stop_collector(process)
+    if phase.rejected:
+        raise RuntimeError(f"the {app} ceiling app refused {phase.rejected} reports; see {work}")
+    return Ceiling(app, phase, (before, verify_rate(samples, WORKER_CPU)))
+
+
+def ceiling_rows(ceilings: Sequence[Ceiling], one: Run) -> list[Row]:
+    """Information: what the server alone, and the check alone, reach per CPU-second."""
+    verify_cpu = statistics.mean(r.cpu for r in one.verify_rates)
+    patchd = one.steady.sent / one.steady.collector_cpu_s / verify_cpu
+    result = []
+    for ceiling in ceilings:
+        per_cpu = ceiling.steady.sent / ceiling.steady.collector_cpu_s
+        verify = statistics.mean(r.cpu for r in ceiling.verify_rates)
+        result.append(Row(f"ceiling, {CEILINGS[ceiling.app]}", f"{per_cpu:.0f}", f"{verify:.0f}",
+                          ceiling.ratio, "(info)", None))  # fmt: skip
+    check = next(c for c in ceilings if c.app == "check")
+    result.append(Row("1 worker vs the check-only ceiling", f"{patchd:.2f}", f"{check.ratio:.2f}",
+                      patchd / check.ratio, "(info)", None))  # fmt: skip
+    return result
+
+
 def _interleave(steady: Sequence[FleetEndpoint], connections: int) -> list[list[bytes]]:
     """One queue per connection, in rounds: its endpoints' seq 1, then their seq 2, ...
 
@@ -496,6 +574,10 @@ def measure(python: str = sys.executable, *, steady_endpoints: int = STEADY_ENDP
         sign_in_parallel(bursting, 1)
         samples = verify_samples(steady)
         found: tuple[list[Row], list[str]] = ([], [])
+        keys = work / "keys.json"
+        keys.write_text(json.dumps([[e.sim.endpoint_id, e.sim.public_key] for e in steady]))
+        ceilings = [run_ceiling(python, work, app, keys, steady=steady, samples=samples)
+                    for app in CEILINGS]  # fmt: skip
         with contextlib.ExitStack() as stack:
             every = [Databases(work, enrolled)]
             if postgres:
@@ -509,6 +591,8 @@ def measure(python: str = sys.executable, *, steady_endpoints: int = STEADY_ENDP
                     for workers in (1, 2)
                 )  # fmt: skip
                 found[0].extend(rows(one, two))
+                if databases.cluster is None:
+                    found[0].extend(ceiling_rows(ceilings, one))
                 found[1].extend(notes(one, two))
     return found
 

@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, select, update
@@ -98,7 +98,6 @@ class _Statements:
     None are all the drivers are given, and both adapt those natively.)
     """
 
-    pinned: Any
     known: Any
     advance: str
     insert_report: str
@@ -124,20 +123,6 @@ def _statements(dialect_name: str) -> _Statements:
         keys = list(columns) if columns is not None else None
         return str(statement.compile(dialect=dialect, column_keys=keys))
 
-    pinned = (
-        select(
-            endpoints.c.id,
-            endpoints.c.public_key,
-            endpoints.c.key_epoch,
-            endpoints.c.last_seq,
-            endpoints.c.updates_digest,
-            endpoints.c.last_report_at,
-            endpoints.c.overdue,
-        )
-        .where(endpoints.c.id.in_(bindparam("ids", expanding=True)))
-        .order_by(endpoints.c.id)
-        .with_for_update()  # SQLite renders nothing: BEGIN IMMEDIATE already holds the lock
-    )
     known = select(reports.c.endpoint_id, reports.c.key_epoch, reports.c.seq, reports.c.sha256).where(
         reports.c.endpoint_id.in_(bindparam("ids", expanding=True)),
         reports.c.seq.in_(bindparam("seqs", expanding=True)),
@@ -168,7 +153,6 @@ def _statements(dialect_name: str) -> _Statements:
     ]
     daily_columns = ("endpoint_id", "day", "compliant", "overdue")
     return _Statements(
-        pinned=pinned,
         known=known,
         advance=text(advance),
         insert_report=text(reports.insert(), [c.name for c in reports.columns]),
@@ -299,11 +283,18 @@ def store_reports(conn: Connection, batch: Sequence[Prepared], flag: FlagWriter,
     """
     sql = _statements(conn.dialect.name)
     ids = sorted({p.report.endpoint_id for p in batch})
-    pinned = {row.id: _Pinned(row.public_key, row.key_epoch, row.last_seq, row.updates_digest,
-                              row.last_report_at, row.overdue)
-              for row in conn.execute(sql.pinned, {"ids": ids})}  # fmt: skip
-    known = {(row.endpoint_id, row.key_epoch, row.seq): row.sha256 for row in
-             conn.execute(sql.known, {"ids": ids, "seqs": sorted({p.report.seq for p in batch})})}  # fmt: skip
+    pinned = {row[0]: _Pinned(*row[1:]) for row in
+              conn.exec_driver_sql(_pinned_sql(conn.dialect.name, len(ids)),
+                                   {f"i{i}": v for i, v in enumerate(ids)}).all()}  # fmt: skip
+    # Every report of an endpoint's key epoch has a seq at or below its last_seq (which
+    # only grows, and restarts with the epoch): only a report at or below it can have
+    # been stored before. A fleet's reports are nearly all above: no look-up for them.
+    again = [p.report for p in batch
+             if p.report.endpoint_id in pinned and p.report.seq <= pinned[p.report.endpoint_id].last_seq]  # fmt: skip
+    known = {}
+    if again:
+        known = {(row.endpoint_id, row.key_epoch, row.seq): row.sha256 for row in conn.execute(sql.known, {
+            "ids": sorted({r.endpoint_id for r in again}), "seqs": sorted({r.seq for r in again})})}  # fmt: skip
     verdicts: list[int] = []
     rounds: list[list[_Plan]] = []  # at most one report per endpoint in each
     stored_now: dict[str, int] = {}  # endpoint id -> reports stored for it in this batch
@@ -322,6 +313,18 @@ def store_reports(conn: Connection, batch: Sequence[Prepared], flag: FlagWriter,
     for stored in rounds:
         _write_round(conn, sql, stored)
     return verdicts
+
+
+@lru_cache(maxsize=256)
+def _pinned_sql(dialect_name: str, count: int) -> str:
+    """The batch's endpoint rows, locked (PostgreSQL) in id order, for ``count`` ids
+    given as parameters ``i0 .. i<count-1>`` (driver SQL: nothing is compiled per batch)."""
+    if dialect_name == "postgresql":
+        marks, lock = ", ".join(f"%(i{i})s" for i in range(count)), " FOR UPDATE"
+    else:  # SQLite: the writer's BEGIN IMMEDIATE already holds the lock
+        marks, lock = ", ".join(f":i{i}" for i in range(count)), ""
+    columns = "id, public_key, key_epoch, last_seq, updates_digest, last_report_at, overdue"
+    return f"SELECT {columns} FROM endpoints WHERE id IN ({marks}) ORDER BY id{lock}"  # noqa: S608 - placeholders only
 
 
 def _plan(prepared: Prepared, epoch: int, state: _Pinned) -> _Plan:

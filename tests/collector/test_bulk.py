@@ -312,3 +312,33 @@ def test_reports_that_arrive_while_a_writer_waits_join_its_transaction(
         ("one", 1),
         ("one", 2),
     ]
+
+
+def test_a_later_batch_finds_earlier_reports_in_the_database(store: CollectorStore) -> None:
+    """Duplicates, forks and replays of reports an earlier batch stored are decided from the
+    database (looked up only for seqs at or below an endpoint's last), as one by one."""
+    batched, single = _twin_fleets(store)
+    for fleet in (batched, single):
+        assert store.store_batch(_reports(fleet, store)[:3]) == [Verdict.STORED] * 3
+    one = batched["one"]
+    newer = verify_report(one.envelope(one.payload(3)), KeyCache(lambda _: one.public_key))
+    before = _rows(store, batched)
+    # A duplicate of seq 1, a fork of seq 1, a replay below seq 4, and a new seq 3.
+    assert store.store_batch([*_reports(batched, store)[3:6], newer]) == [
+        Verdict.DUPLICATE, Verdict.CONFLICT, Verdict.CONFLICT, Verdict.STORED,
+    ]  # fmt: skip
+    after = _rows(store, batched)
+    assert after["reports"] == sorted([*before["reports"], _rows_seq("one", 3, after)], key=repr)
+    assert sorted((f["endpoint_id"], f["kind"]) for f in after["flags"]) == [
+        ("one", "fork"),
+        ("two", "replay"),
+    ]
+    with mock.patch.object(bulk, "store_reports", side_effect=bulk.BulkMismatch("injected")):
+        assert [store.store_batch([r])[0] for r in _reports(single, store)[3:6]] == [
+            Verdict.DUPLICATE, Verdict.CONFLICT, Verdict.CONFLICT,
+        ]  # fmt: skip
+
+
+def _rows_seq(role: str, seq: int, rows: dict[str, Any]) -> dict[str, Any]:
+    (found,) = [r for r in rows["reports"] if r["endpoint_id"] == role and r["seq"] == seq]
+    return found

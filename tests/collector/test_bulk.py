@@ -340,5 +340,8 @@ def test_a_later_batch_finds_earlier_reports_in_the_database(store: CollectorSto
 
 
 def _rows_seq(role: str, seq: int, rows: dict[str, Any]) -> dict[str, Any]:
-    (found,) = [r for r in rows["reports"] if r["endpoint_id"] == role and r["seq"] == seq]
-    return found
+    found: list[dict[str, Any]] = [
+        r for r in rows["reports"] if r["endpoint_id"] == role and r["seq"] == seq
+    ]
+    assert len(found) == 1
+    return found[0]

@@ -33,6 +33,8 @@ MAX_URL_CHARS = 2048
 MIN_FETCH_INTERVAL = timedelta(minutes=5)
 MAX_FETCH_INTERVAL = timedelta(days=7)
 DEFAULT_FETCH_INTERVAL = timedelta(hours=1)
+DEFAULT_FILE_RECHECK_S = 60.0
+MAX_FILE_RECHECK_S = 3600.0
 MIN_SCAN_INTERVAL = timedelta(minutes=5)
 MAX_SCAN_INTERVAL = timedelta(days=7)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # where plain http is allowed
@@ -78,6 +80,10 @@ class PolicySettings:
     trust_root: Path | None = None
     urls: tuple[str, ...] = ()
     fetch_interval: timedelta = DEFAULT_FETCH_INTERVAL
+    # How often the file's and its signatures' metadata are compared with what was last
+    # read, for changes no file event reported (a directory swapped by a rename, a
+    # network file system): a changed file is then read as the watcher would have.
+    file_recheck_s: float = DEFAULT_FILE_RECHECK_S
 
 
 @dataclass(frozen=True)
@@ -390,7 +396,9 @@ def _reporting_settings(reader: _Reader, value: Any) -> ReportingSettings:
 
 
 def _policy_settings(reader: _Reader, value: Any) -> PolicySettings:
-    section = reader.mapping(value, ("policy",), {"file", "trust_root", "urls", "fetch_interval"})
+    section = reader.mapping(
+        value, ("policy",), {"file", "trust_root", "urls", "fetch_interval", "file_recheck"}
+    )
 
     def path(name: str) -> Path | None:
         return reader.absolute_path(section[name], ("policy", name)) if name in section else None
@@ -403,11 +411,17 @@ def _policy_settings(reader: _Reader, value: Any) -> PolicySettings:
             MIN_FETCH_INTERVAL,
             MAX_FETCH_INTERVAL,
         )
+    recheck = DEFAULT_FILE_RECHECK_S
+    if "file_recheck" in section:
+        recheck = reader.seconds(
+            section["file_recheck"], ("policy", "file_recheck"), 1, MAX_FILE_RECHECK_S
+        )
     return PolicySettings(
         file=path("file"),
         trust_root=path("trust_root"),
         urls=reader.policy_urls(section.get("urls"), ("policy", "urls")),
         fetch_interval=interval,
+        file_recheck_s=recheck,
     )
 
 

@@ -45,6 +45,7 @@ from patchd.runs.apply import apply_updates
 from patchd.runs.patchrun import reboot_if_pending, recover_unfinished
 from patchd.scan import scan
 from patchd.session import Session
+from patchd.signing.dsse import detached_signature_path
 from patchd.target import Target
 from patchd.timeutil import format_time
 
@@ -55,12 +56,16 @@ RETRY_AFTER_FAILURE = timedelta(minutes=5)
 STEP_LIMIT_S = 4 * 3600.0  # the longest a task may keep the watchdog satisfied
 MAX_WORKER_ANSWER_BYTES = 4096
 CYCLE, FETCH, POLICY_FILE, RELOAD, STOP = "cycle", "fetch", "policy-file", "reload", "stop"
+RECHECK = "policy-recheck"
 # What every cycle's worker uses, imported once in the service (see _preload). Modules
 # only a run that changes packages needs (snapshots, health checks, changelogs) are left
 # to that run's worker: the idle service stays small.
 PRELOADED = ("patchd.discovery.eol", "patchd.discovery.hardware", "patchd.discovery.machine")
 
 Task = Callable[[Session], float | None]  # returns seconds until something is due, or None
+# A file as a change would show: (device, inode, size, mtime, ctime); None when missing.
+FileState = tuple[int, int, int, int, int] | None
+PolicyFileState = tuple[FileState, FileState] | None  # the policy's and its .sig's; None: no file
 
 
 class Agent:
@@ -87,6 +92,7 @@ class Agent:
         self._clock = clock
         self._session: Session | None = None
         self._watcher: PolicyFileWatcher | None = None
+        self._policy_seen: PolicyFileState = None  # the policy file as last read
         self._worker: int | None = None  # the pid of a running task's worker
         self._inline = False  # tasks in this process (``--once``, platforms without fork)
 
@@ -129,10 +135,9 @@ class Agent:
             elif event == REPORT:
                 self._report()
             elif event == POLICY_FILE:
-                self._task(
-                    lambda session: self._reload_task(session, file=True, fetch=False), "reload"
-                )
-                self._schedule_cycle_soon()
+                self._reload_policy_file()
+            elif event == RECHECK:
+                self._recheck_policy_file()
             elif event == FETCH:
                 self._task(
                     lambda session: self._reload_task(session, file=False, fetch=True), "fetch"
@@ -142,6 +147,7 @@ class Agent:
             elif event == RELOAD:
                 self.notifier.reloading()
                 self._reload_config()
+                self._policy_seen = self._policy_file_state()
                 self._task(
                     lambda session: self._reload_task(session, file=True, fetch=True), "reload"
                 )
@@ -164,6 +170,8 @@ class Agent:
                 self.config.policy.file, lambda: self.events.post(POLICY_FILE)
             )
             self._watcher.start()
+            self._policy_seen = self._policy_file_state()  # the start task reads it
+            self.events.after(RECHECK, self.config.policy.file_recheck_s)
         self._schedule_fetch()
         _preload(self.session)
 
@@ -353,6 +361,33 @@ class Agent:
             return None
         return None if due_in is None else float(due_in)
 
+    def _reload_policy_file(self) -> None:
+        """The policy file changed: offer it to the gate, then plan again."""
+        self._policy_seen = self._policy_file_state()
+        self._task(lambda session: self._reload_task(session, file=True, fetch=False), "reload")
+        self._schedule_cycle_soon()
+
+    def _recheck_policy_file(self) -> None:
+        """Read the policy file if it changed without a file event saying so.
+
+        The watcher sees changes in the file's directory as the kernel reports them; a
+        directory swapped by a rename (configuration tools, ``..data`` symlink swaps), a
+        network file system or a watch the kernel dropped reports nothing. The file's and
+        its signatures' metadata, compared with what was last read, still tell.
+        """
+        if self.config.policy.file is None:  # a reload removed it: nothing to watch
+            return
+        if self._policy_file_state() != self._policy_seen:
+            log.info("%s changed without a file event; reading it", self.config.policy.file)
+            self._reload_policy_file()
+        self.events.after(RECHECK, self.config.policy.file_recheck_s)
+
+    def _policy_file_state(self) -> PolicyFileState:
+        path = self.config.policy.file
+        if path is None:
+            return None
+        return (_file_state(path), _file_state(detached_signature_path(path)))
+
     def _schedule_fetch(self) -> None:
         if self.config.policy.urls:
             self.events.after(FETCH, self.config.policy.fetch_interval.total_seconds())
@@ -369,6 +404,15 @@ class Agent:
             policy = "no policy"
         due = self.events.due_in(CYCLE)
         return f"{policy}, next cycle in {int(due)} s" if due is not None else policy
+
+
+def _file_state(path: Path) -> FileState:
+    """What a change to ``path`` (followed through symlinks) changes, or None if unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _preload(session: Session) -> None:

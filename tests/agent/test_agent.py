@@ -3,6 +3,7 @@ the test binds, picking up a newly signed policy, reloading on SIGHUP, stopping 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -134,8 +135,8 @@ def setup(tmp_path: Path, apt_root: AptRoot) -> dict[str, Path]:
             "state": tmp_path / "state", "root": apt_root.path}  # fmt: skip
 
 
-def publish(setup: dict[str, Path], version: int) -> None:
-    """Sign a policy version with both keys and put it in place as an admin would: .sig first."""
+def _signed(setup: dict[str, Path], version: int) -> Path:
+    """A policy version signed with both keys, staged (its signatures in ``.sig`` beside it)."""
     staging = setup["admins"] / f"policy-v{version}.yaml"
     staging.write_text(yaml.safe_dump(_policy(version)))
     for name in ("alice", "bob"):
@@ -143,9 +144,17 @@ def publish(setup: dict[str, Path], version: int) -> None:
             ["policy", "sign", str(staging), "--key", str(setup["admins"] / f"{name}.key")]
         )
         assert result.returncode == 0, result.stderr
-    target = setup["policy"]
+    return staging
+
+
+def _place(staging: Path, target: Path) -> None:
+    """Put a staged policy in place as an admin would: .sig first."""
     os.replace(staging.with_name(staging.name + ".sig"), target.with_name(target.name + ".sig"))
     os.replace(staging, target)
+
+
+def publish(setup: dict[str, Path], version: int) -> None:
+    _place(_signed(setup, version), setup["policy"])
 
 
 @pytest.fixture
@@ -153,6 +162,14 @@ def agent(
     setup: dict[str, Path], tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], NotifySocket, StderrLines]]:
     publish(setup, 1)
+    with _running_agent(setup, tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running_agent(
+    setup: dict[str, Path], tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], NotifySocket, StderrLines]]:
     notify = NotifySocket(tmp_path / "notify.sock")
     env = {k: v for k, v in os.environ.items() if k not in ("PATCHD_CONFIG", "JOURNAL_STREAM")}
     env["NOTIFY_SOCKET"] = str(notify.path)
@@ -234,3 +251,33 @@ def test_without_a_policy_the_agent_only_scans(setup: dict[str, Path], apt_root:
     assert status["last_scan"]["pending"] == 8
     assert status["runs"] == []
     assert status["policy"]["state"] == "none"
+
+
+def test_a_policy_swapped_in_without_a_file_event_is_read(
+    setup: dict[str, Path], tmp_path: Path, apt_root: AptRoot
+) -> None:
+    """A ``..data`` symlink swap (how Kubernetes updates a mounted ConfigMap, and how some
+    configuration tools replace a directory) renames no file the watcher looks at; the
+    periodic recheck of the file's metadata (``policy.file_recheck``) still finds it."""
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for version in (1, 2):
+        (mounted / f"..v{version}").mkdir()
+        _place(_signed(setup, version), mounted / f"..v{version}" / "policy.yaml")
+    (mounted / "..data").symlink_to("..v1")
+    for name in ("policy.yaml", "policy.yaml.sig"):
+        (mounted / name).symlink_to(f"..data/{name}")
+    config = yaml.safe_load(setup["config"].read_text())
+    config["policy"].update({"file": str(mounted / "policy.yaml"), "file_recheck": 1})
+    setup["config"].write_text(yaml.safe_dump(config))
+    with _running_agent(setup, tmp_path) as (_, notify, lines):
+        assert "policy agent-test v1 active" in notify.wait_for("READY", "1")["STATUS"]
+        lines.wait_for("next change due at")  # the first cycle: v1 defers everything
+        assert apt_root.versions()["hello"] == "1.0"
+        swap = mounted / "..data_tmp"
+        swap.symlink_to("..v2")
+        os.replace(swap, mounted / "..data")
+        lines.wait_for("changed without a file event")
+        lines.wait_for("policy version 2")
+        lines.wait_for(": succeeded")
+        assert apt_root.versions()["hello"] == "1.1"

@@ -301,6 +301,7 @@ policy:
     - http://127.0.0.1:8080/v1/policy
     - https://collector.example/v1/policy?token=abc&site=eu
   fetch_interval: 4h30m
+  file_recheck: 15
 """
 
 
@@ -313,6 +314,7 @@ def test_the_policy_section_parses(tmp_path: Path) -> None:
             "http://127.0.0.1:8080/v1/policy",
         ),
         fetch_interval=timedelta(hours=4, minutes=30),
+        file_recheck_s=15.0,
     )
 
 
@@ -323,7 +325,7 @@ def test_the_policy_section_defaults_to_no_sources_and_an_hour(text: str, tmp_pa
     settings = load_config(write(tmp_path, text)).policy
 
     assert settings == PolicySettings()
-    assert settings == PolicySettings(None, None, (), timedelta(hours=1))
+    assert settings == PolicySettings(None, None, (), timedelta(hours=1), 60.0)
     assert AgentConfig().policy == settings
 
 
@@ -418,6 +420,15 @@ BAD_POLICY = {
     ),
     "interval-in-seconds": Bad(
         "policy:\n  fetch_interval: 3600s\n", "2:3: policy.fetch_interval", "is not a duration"
+    ),
+    "recheck-zero": Bad(
+        "policy:\n  file_recheck: 0\n", "2:3: policy.file_recheck", "between 1 and 3600 seconds"
+    ),
+    "recheck-over-an-hour": Bad(
+        "policy:\n  file_recheck: 3601\n", "2:3: policy.file_recheck", "between 1 and 3600 seconds"
+    ),
+    "recheck-a-duration": Bad(
+        "policy:\n  file_recheck: 1m\n", "2:3: policy.file_recheck", "must be a number of seconds"
     ),
 }
 

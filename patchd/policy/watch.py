@@ -154,7 +154,8 @@ class PolicyFileWatcher:
                 and Path(os.fsdecode(event.src_path)) == self.directory
             ):
                 log.error(
-                    "%s was removed: changes to %s are no longer seen until the agent restarts",
+                    "%s was removed: file events for %s are no longer seen (the agent still "
+                    "rechecks the file every policy.file_recheck seconds)",
                     self.directory,
                     self.path.name,
                 )

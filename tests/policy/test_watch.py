@@ -289,8 +289,8 @@ def test_a_removed_directory_is_reported(
     assert set(threading.enumerate()) - before == set()
     (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert error.getMessage() == (
-        f"{policy.parent} was removed: changes to policy.yaml are no longer seen"
-        " until the agent restarts"
+        f"{policy.parent} was removed: file events for policy.yaml are no longer seen"
+        " (the agent still rechecks the file every policy.file_recheck seconds)"
     )
 
 

@@ -21,7 +21,14 @@ from sqlalchemy import select
 
 from patchd.collector import bulk
 from patchd.collector.ingest import KeyCache, VerifiedReport, verify_report
-from patchd.collector.schema import endpoint_daily, endpoint_updates, endpoints, flags, reports
+from patchd.collector.schema import (
+    LATEST,
+    endpoint_daily,
+    endpoint_updates,
+    endpoints,
+    flags,
+    reports,
+)
 from patchd.collector.store import CollectorStore, Verdict
 from tests.collector.conftest import new_database
 from tests.support.collector import SimEndpoint, sections
@@ -290,7 +297,7 @@ def test_a_version_1_database_gains_the_digest_column(store: CollectorStore) -> 
             assert conn.execute(select(endpoints.c.updates_digest).where(
                 endpoints.c.id == batched["one"].endpoint_id)).scalar() == bulk.updates_digest(
                     {"updates": sections(pending=1, updates=[_update(A)])["updates"]})  # fmt: skip
-            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 2
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == LATEST
     finally:
         again.close()
 
@@ -345,3 +352,37 @@ def _rows_seq(role: str, seq: int, rows: dict[str, Any]) -> dict[str, Any]:
     ]
     assert len(found) == 1
     return found[0]
+
+
+def test_postgresql_compresses_new_envelopes_with_lz4(store: CollectorStore) -> None:
+    """Schema version 3: a new database, and one at version 2, store envelopes with lz4."""
+    if store.dialect != "postgresql":
+        with store.reading() as conn:
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+        return
+    method = (
+        "SELECT attcompression FROM pg_attribute"
+        " WHERE attrelid = 'reports'::regclass AND attname = 'envelope'"
+    )
+    with store.reading() as conn:
+        assert conn.exec_driver_sql(method).scalar() == "l"
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE reports ALTER COLUMN envelope SET COMPRESSION pglz")
+        conn.exec_driver_sql("UPDATE schema_version SET version = 2")
+    store.engine.dispose()
+    again = CollectorStore(store.url)
+    try:
+        with again.reading() as conn:
+            assert conn.exec_driver_sql(method).scalar() == "l"
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+        batched, _ = _twin_fleets(again)
+        many = [_update(f"apt:lib{i}:amd64=2.0") for i in range(40)]  # well over 2 KB: TOASTed
+        _store_in_turn(again, batched, [sections(pending=40, updates=many)], one_by_one=False)
+        with again.reading() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT pg_column_compression(envelope), octet_length(envelope) FROM reports"
+            ).all()
+        assert [method for method, _ in found] == ["lz4"]
+        assert found[0][1] > 8192
+    finally:
+        again.close()

@@ -107,6 +107,10 @@ def cache_dir() -> Path:
 # --- the version ------------------------------------------------------------------------------
 
 
+# Both formats' payloads are xz (the .rpm's about 40 % smaller than rpmbuild's default here).
+# Measured on the bundled CPython's 57 MB: level 6 44 s and 8.1 MB, level 1 10 s and 11.8 MB.
+RELEASE_XZ_LEVEL = 6
+FAST_XZ_LEVEL = 1
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+){1,3}([~+][0-9A-Za-z.]+)?$")
 
 
@@ -728,6 +732,7 @@ def build_deb(
     scripts: dict[str, str],
     conffiles: Iterable[str],
     out: Path,
+    xz_level: int,
     extra: dict[str, str] | None = None,
 ) -> Path:
     control_dir = root / "DEBIAN"
@@ -764,11 +769,13 @@ def build_deb(
             )  # no group- or world-writable file in a package
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}_{version}_amd64.deb"
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, target])
+    run(["dpkg-deb", "--root-owner-group", "-Zxz", f"-z{xz_level}", "--build", root, target])
     return target
 
 
-def make_debs(staged: Staged, out: Path, work: Path) -> list[Path]:
+def make_debs(
+    staged: Staged, out: Path, work: Path, xz_level: int = RELEASE_XZ_LEVEL
+) -> list[Path]:
     version = staged.version
     agent_deps = shlib_depends(staged.agent, work)
     collector_deps = shlib_depends(staged.collector, work)
@@ -781,6 +788,7 @@ def make_debs(staged: Staged, out: Path, work: Path) -> list[Path]:
         scripts={"postinst": DEB_POSTINST, "prerm": DEB_PRERM, "postrm": DEB_POSTRM},
         conffiles=["/etc/patchd/agent.yaml"],
         out=out,
+        xz_level=xz_level,
     )
     requires = ", ".join(filter(None, [f"patchd (= {version})", collector_deps]))
     collector = build_deb(
@@ -796,6 +804,7 @@ def make_debs(staged: Staged, out: Path, work: Path) -> list[Path]:
         },
         conffiles=[],
         out=out,
+        xz_level=xz_level,
     )
     return [agent, collector]
 
@@ -876,6 +885,7 @@ def build_rpm(
     files: str,
     out: Path,
     work: Path,
+    xz_level: int,
 ) -> Path:
     top = work / f"rpmbuild-{name}"
     for sub in ("SPECS", "BUILD", "BUILDROOT", "RPMS"):
@@ -896,8 +906,7 @@ def build_rpm(
         # Shebangs of library files (e.g. "#!/usr/bin/python3" in a wheel's helper) are not
         # requirements: patchd runs only its own interpreter.
         "%global __requires_exclude ^(/opt/patchd/|/usr/bin/python|python\\(abi\\)|python3)",
-        # xz, as the .deb: about 40 % smaller than rpmbuild's default here.
-        "%global _binary_payload w6.xzdio",
+        f"%global _binary_payload w{xz_level}.xzdio",  # xz, as the .deb
         "%global debug_package %{nil}",
         "%global __os_install_post %{nil}",
         "%global _build_id_links none",
@@ -926,7 +935,9 @@ def build_rpm(
     return target
 
 
-def make_rpms(staged: Staged, out: Path, work: Path) -> list[Path]:
+def make_rpms(
+    staged: Staged, out: Path, work: Path, xz_level: int = RELEASE_XZ_LEVEL
+) -> list[Path]:
     version = staged.version
     agent_files = _rpm_files(
         staged.agent, [PREFIX, "/etc/patchd", "/usr/share/doc/patchd"], ["/etc/patchd/agent.yaml"]
@@ -949,6 +960,7 @@ def make_rpms(staged: Staged, out: Path, work: Path) -> list[Path]:
         files=agent_files,
         out=out,
         work=work,
+        xz_level=xz_level,
     )
     collector = build_rpm(
         staged.collector,
@@ -961,6 +973,7 @@ def make_rpms(staged: Staged, out: Path, work: Path) -> list[Path]:
         files=_rpm_files(staged.collector, ["/usr/share/doc/patchd-collector"], []),
         out=out,
         work=work,
+        xz_level=xz_level,
     )
     return [agent, collector]
 
@@ -1038,6 +1051,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=REPO / "dist", help="where packages go (default: dist/)"
     )
+    parser.add_argument(
+        "--fast",
+        action="store_true",
+        help=f"xz level {FAST_XZ_LEVEL} instead of {RELEASE_XZ_LEVEL}: packages about 45 %% larger, "
+        "packed about 4 times faster (the tests; never a release)",
+    )
     args = parser.parse_args(argv)
     try:
         version = check_version(args.version or project_version())
@@ -1055,7 +1074,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             staged = stage(version, work)
             for kind in what:
                 made = (make_debs if kind == "deb" else make_rpms)(
-                    _linked(staged, kind), args.out, work
+                    _linked(staged, kind),
+                    args.out,
+                    work,
+                    FAST_XZ_LEVEL if args.fast else RELEASE_XZ_LEVEL,
                 )
                 for path in made:
                     print(path)

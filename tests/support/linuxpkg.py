@@ -43,7 +43,17 @@ def build_packages(kind: str, version: str) -> dict[str, Path]:
         formats = ["deb", "rpm"] if version == package_test_version() else [kind]
         out = _out / f"{version}-{'-'.join(formats)}"
         proc = subprocess.run(
-            [sys.executable, str(BUILD), *formats, "--version", version, "--out", str(out)],
+            # --fast: xz level 1, packed about 4 times faster; what is packed is the same.
+            [
+                sys.executable,
+                str(BUILD),
+                *formats,
+                "--fast",
+                "--version",
+                version,
+                "--out",
+                str(out),
+            ],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,

@@ -111,6 +111,17 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
+def require_pidfd() -> None:
+    """Skip (fail in CI) where the kernel gives no process descriptor."""
+    fd = process._open_pidfd(os.getpid())
+    if fd is not None:
+        os.close(fd)
+        return
+    if os.environ.get("CI"):
+        pytest.fail("os.pidfd_open does not work here")
+    pytest.skip("os.pidfd_open does not work here")
+
+
 def _enosys(pid: int) -> int:
     raise OSError(errno.ENOSYS, "Function not implemented")
 
@@ -124,12 +135,7 @@ def each_wait(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     exist (macOS, Windows, Python built without it). The last two use ``Popen.wait``.
     """
     if request.param == "pidfd":
-        fd = process._open_pidfd(os.getpid())
-        if fd is None:
-            if os.environ.get("CI"):
-                pytest.fail("os.pidfd_open does not work here")
-            pytest.skip("os.pidfd_open does not work here")
-        os.close(fd)
+        require_pidfd()
     elif request.param == "pidfd-refused":
         monkeypatch.setattr(os, "pidfd_open", _enosys)
     else:
@@ -631,15 +637,15 @@ def test_stream_watchdog_stops_a_command_that_runs_too_long(pids: Pids) -> None:
 def test_the_exit_is_awaited_on_a_process_descriptor_where_the_kernel_gives_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if process._open_pidfd(os.getpid()) is None:
-        if os.environ.get("CI"):
-            pytest.fail("os.pidfd_open does not work here")
-        pytest.skip("os.pidfd_open does not work here")
+    require_pidfd()
     opened: list[int | None] = []
     real_open = process._open_pidfd
-    monkeypatch.setattr(
-        process, "_open_pidfd", lambda pid: opened.append(real_open(pid)) or opened[-1]
-    )
+
+    def spy_open(pid: int) -> int | None:
+        opened.append(real_open(pid))
+        return opened[-1]
+
+    monkeypatch.setattr(process, "_open_pidfd", spy_open)
     waits: list[tuple[int, float | None]] = []
     real_wait = subprocess.Popen.wait
 

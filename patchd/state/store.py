@@ -255,13 +255,13 @@ class StateStore:
         """
         stamp = format_time(now)
         with self._transaction() as db:
-            for u in updates:
-                db.execute(
-                    """INSERT INTO update_sightings (backend, name, arch, version, classification,
-                           severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (backend, name, arch, version) DO UPDATE SET
-                           last_seen = excluded.last_seen, classification = excluded.classification,
-                           severity = excluded.severity""",
+            db.executemany(
+                """INSERT INTO update_sightings (backend, name, arch, version, classification,
+                       severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (backend, name, arch, version) DO UPDATE SET
+                       last_seen = excluded.last_seen, classification = excluded.classification,
+                       severity = excluded.severity""",
+                [
                     (
                         u.backend,
                         u.name,
@@ -271,8 +271,10 @@ class StateStore:
                         u.severity.value,
                         stamp,
                         stamp,
-                    ),
-                )
+                    )
+                    for u in updates
+                ],
+            )
             open_rows = db.execute(
                 "SELECT backend, name, arch, version FROM update_sightings WHERE installed_at IS NULL"
             ).fetchall()

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -167,6 +169,45 @@ def _popen(
         ) from None
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or ``None``."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        return int(pidfd_open(pid))
+    except OSError:  # an older kernel, or a sandbox that forbids the call
+        return None
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for the command to exit, and reap it; whether it did.
+
+    ``Popen.wait(timeout)`` polls on POSIX, sleeping up to 50 ms between looks, so a
+    command is seen to end up to 50 ms late. Where the kernel gives a descriptor for the
+    process, patchd sleeps on it instead and wakes when the command exits; elsewhere
+    ``Popen.wait`` it is (Windows waits on the process handle, without polling).
+    """
+    if proc.returncode is not None:
+        return True
+    pidfd = _open_pidfd(proc.pid)
+    if pidfd is None:
+        try:
+            proc.wait(timeout=max(0.0, timeout_s))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(math.ceil(max(0.0, timeout_s) * 1000)):
+            return False
+    finally:
+        os.close(pidfd)
+    proc.wait()  # it has exited: this only reaps it
+    return True
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a command and everything it started: SIGTERM, then SIGKILL after a grace."""
     if proc.poll() is not None:
@@ -179,8 +220,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=KILL_GRACE_S)
+    _wait_exit(proc, KILL_GRACE_S)
     _kill_group(proc)  # what it started may ignore SIGTERM, or outlive it
 
 
@@ -233,14 +273,14 @@ class RunningCommand:
         timed_out = False
         deadline = self._started + self._timeout_s
         try:
-            self._proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _stop(self._proc)
+            exited = _wait_exit(self._proc, deadline - time.monotonic())
         except BaseException:
             _stop(self._proc)  # never leave a package manager running behind an interrupted patchd
             raise
-        if not timed_out:
+        if not exited:
+            timed_out = True
+            _stop(self._proc)
+        else:
             # It has exited; what it started may still hold its pipes open. That gets a short
             # grace, then is stopped: soon, before the group's id could be reused.
             grace_end = min(deadline, time.monotonic() + KILL_GRACE_S)
@@ -398,10 +438,8 @@ def stream_stdout(
     finally:
         watchdog.cancel()
         proc.stdout.close()
-        try:
-            proc.wait(timeout=KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _stop(proc)
-        else:
+        if _wait_exit(proc, KILL_GRACE_S):
             _kill_group(proc)  # what it started may outlive it, holding standard error open
+        else:
+            _stop(proc)
         err_pump.join()

@@ -108,9 +108,13 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         now=now,
         reboot_reasons=session.manager_reboot_reasons(),
     )
+    document = None
     if record:
         with contextlib.suppress(StateError):  # said below, where recording fails
             _ = session.store  # opened while the listings run, not after them
+        from patchd.state.store import InventoryDocument
+
+        document = InventoryDocument.of(inventory.as_dict())  # serialised while they run
     for backend in session.backends:
         result = backend.scan(refresh=refresh, transcript=Transcript())
         updates.extend(result.updates)
@@ -126,8 +130,8 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         except StateError as e:
             warnings.append(f"scan not recorded: {e}")
             record = False
-    if record:
-        session.store.record_inventory(inventory.as_dict(), now)
+    if record and document is not None:
+        session.store.record_inventory(document, now)
     return ScanReport(
         inventory=inventory,
         updates=tuple(sorted(updates, key=update_order)),

@@ -1,17 +1,20 @@
-"""The RPM family's scan cost: ``patchd scan`` ÷ the package manager's own listing.
+"""The RPM family's scan cost: the agent's scan ÷ the package manager's own listing.
 
-For each of dnf and zypper whose tool is installed: ``patchd --root R scan --json``
-against ``dnf -C check-update`` (dnf on the metadata it has, as patchd's scan) and
-``zypper --no-refresh list-updates`` on the same root, medians of warm runs taken
-alternately (target ≤ 1.25, Python start-up included). The verdict is on a root of
-realistic size (tests/support/rpmrealistic.py: 1,000 installed packages, repositories of
-4,150, 150 updates with advisories; built once and cached under ``.stamps/``); the tiny
-test catalogue (tests/support/rpmcatalogue.py) is measured too, for information: there
-the tools answer in less time than any Python program takes to start.
+For each of dnf and zypper whose tool is installed, on a root of realistic size
+(tests/support/rpmrealistic.py: 1,000 installed packages, repositories of 4,150, 150
+updates with advisories; built once and cached under ``.stamps/``): the agent's scan,
+measured as the agent runs it (a forked worker with a fresh session per cycle:
+scripts/bench_scan.py), against ``dnf -C check-update`` (dnf on the metadata it has, as
+patchd's scan) and ``zypper --no-refresh list-updates``, alternately, warm, medians of N
+runs each (target ≤ 1.25: the verdict). For information: the same scan in one session
+kept across runs; the listing patchd asks zypper for (``--xmlout``, packages and
+patches) against ``zypper lu``, a floor under zypper's ratio; ``patchd --root R scan
+--json`` from the command line (Python's start-up and imports included), on that root
+and on the tests' tiny catalogue (tests/support/rpmcatalogue.py), where the tools answer
+in less time than any Python program takes to start.
 ``main(bindir)`` measures the patchd installed in ``bindir``; without it, patchd is
 installed as ``scripts/bench.py`` installs it (not editable, compiled, in
-``.stamps/bench-venv``), as an administrator would have it.
-"""
+``.stamps/bench-venv``), as an administrator would have it."""
 
 from __future__ import annotations
 
@@ -24,10 +27,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench_scan import measure_agent_scan  # noqa: E402
 
 from tests.support.rpmcatalogue import (  # noqa: E402
     base_specs,
@@ -78,10 +84,25 @@ def _zypper_root(work: Path, repos: dict[str, Path]) -> RpmRoot:
     return root
 
 
-Row = tuple[str, float, float, float, list[float], list[float]]
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: patchd's runs against the tool's, a verdict or information."""
+
+    what: str
+    patchd_s: list[float]
+    tool_s: list[float]
+    verdict: bool  # False: printed for information
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.patchd_s) / statistics.median(self.tool_s)
 
 
-def _measure_root(
+def _listing_name(tool: str) -> str:
+    return "dnf -C check-update" if tool == "dnf" else "zypper lu"
+
+
+def _cli_row(
     patchd: Sequence[str], tool: str, root: RpmRoot, work: Path, *, label: str, expect: int | None
 ) -> Row:
     config = work / "agent.yaml"
@@ -105,13 +126,57 @@ def _measure_root(
     for _ in range(RUNS):
         scan_s.append(_time(scan, env))
         list_s.append(_time(listing, env, ok=(0, 100)))
-    scan_median, list_median = statistics.median(scan_s), statistics.median(list_s)
-    what = f"{label}: scan vs {'dnf -C check-update' if tool == 'dnf' else 'zypper lu'}"
-    return (what, scan_median, list_median, scan_median / list_median, scan_s, list_s)
+    return Row(f"{label}: patchd scan (CLI) vs {_listing_name(tool)}", scan_s, list_s, False)
 
 
-def measure(bindir: Path | None = None, *, tiny: bool = True) -> tuple[list[Row], list[Row]]:
-    """(realistic rows, tiny rows) of (what, patchd median s, tool median s, ratio, runs...)."""
+def _agent_rows(python: Path, tool: str, root: RpmRoot, work: Path) -> list[Row]:
+    config = work / "agent.yaml"
+    config.write_text("{}\n")
+    agent = measure_agent_scan(
+        python,
+        root=root.path,
+        config=config,
+        state_dir=work / f"agent-state-{tool}",
+        listing=_dnf_listing(root) if tool == "dnf" else _zypper_listing(root),
+        env={**os.environ, "LC_ALL": "C", **root.env},
+        listing_ok=(0, 100),
+        expect=UPDATES,
+    )
+    listing = _listing_name(tool)
+    rows = [
+        Row(f"realistic: agent scan vs {listing}", agent.worker_s, agent.listing_s, True),
+        Row(
+            f"realistic: agent, one session, vs {listing}", agent.session_s, agent.listing_s, False
+        ),
+    ]
+    if tool == "zypper":
+        rows.append(_zypper_floor(root))
+    return rows
+
+
+def _zypper_floor(root: RpmRoot) -> Row:
+    """The listing patchd asks zypper for (XML, packages and patches) ÷ ``zypper lu``.
+
+    patchd needs the patches' categories, severities and CVE ids, which only the XML
+    carries; zypper takes longer to write it than to list the packages as a table, so
+    this is a floor under the agent's ratio that no work in patchd can lower.
+    """
+    env = {**os.environ, "LC_ALL": "C", **root.env}
+    xml = ["zypper", "--non-interactive", "--xmlout", "--no-refresh", "--root", str(root.path),
+           "list-updates", "-t", "package", "-t", "patch"]  # fmt: skip
+    plain = _zypper_listing(root)
+    for _ in range(WARM_RUNS):
+        _time(xml, env, ok=(0, 100))
+        _time(plain, env, ok=(0, 100))
+    xml_s, plain_s = [], []
+    for _ in range(RUNS):
+        xml_s.append(_time(xml, env, ok=(0, 100)))
+        plain_s.append(_time(plain, env, ok=(0, 100)))
+    return Row("realistic: zypper's XML listing (patchd's) vs zypper lu", xml_s, plain_s, False)
+
+
+def measure(bindir: Path | None = None, *, tiny: bool = True) -> list[Row]:
+    """Every row: the agent's scan and the CLI's on the realistic roots, the CLI's on the tiny."""
     if bindir is None:
         from bench import _install
 
@@ -120,48 +185,48 @@ def measure(bindir: Path | None = None, *, tiny: bool = True) -> tuple[list[Row]
     tools = [t for t in ("dnf", "zypper") if shutil.which(t) is not None]
     for tool in {"dnf", "zypper"} - set(tools):
         print(f"bench: {tool} is not installed; its scan is not measured")
-    realistic, small = [], []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         roots = realistic_roots(REPO / ".stamps")
         for tool in tools:
             root = roots.dnf if tool == "dnf" else roots.zypper
-            realistic.append(
-                _measure_root(patchd, tool, root, work, label="realistic", expect=UPDATES)
-            )
+            rows += _agent_rows(bindir / "python", tool, root, work)
+            rows.append(_cli_row(patchd, tool, root, work, label="realistic", expect=UPDATES))
         if tiny:
             catalogue = build_rpm_catalogue(work / "catalogue")
             builders = {"dnf": _dnf_root, "zypper": _zypper_root}
             for tool in tools:
                 root = builders[tool](work, dict(catalogue.repos))
-                small.append(_measure_root(patchd, tool, root, work, label="tiny", expect=None))
-    return realistic, small
+                rows.append(_cli_row(patchd, tool, root, work, label="tiny", expect=None))
+    return rows
 
 
 def main(bindir: Path | None = None) -> int:
-    """Print the ratio lines; exit status 1 if a realistic root misses its target."""
-    realistic, small = measure(bindir)
-    all_ok = bool(realistic)
-    print(f"{'benchmark':<44}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
-    for what, scan_median, list_median, ratio, _, _ in realistic + small:
-        if what.startswith("realistic"):
-            ok = ratio <= SCAN_TARGET
+    """Print the ratio lines; exit status 1 if an agent scan misses its target."""
+    rows = measure(bindir)
+    all_ok = any(row.verdict for row in rows)
+    print(f"{'benchmark':<52}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
+    for row in rows:
+        if row.verdict:
+            ok = row.ratio <= SCAN_TARGET
             all_ok = all_ok and ok
             target, verdict = f"<= {SCAN_TARGET}", "PASS" if ok else "FAIL"
         else:
             target, verdict = "(info)", ""
         print(
-            f"{what:<44}{scan_median:>9.3f}s{list_median:>9.3f}s{ratio:>8.2f}{target:>9}  {verdict}"
+            f"{row.what:<52}{statistics.median(row.patchd_s):>9.3f}s"
+            f"{statistics.median(row.tool_s):>9.3f}s{row.ratio:>8.2f}{target:>9}  {verdict}"
         )
     print(
-        "(the verdict is on the realistic root: 1,000 installed, 4,150 in the repositories, "
-        f"{UPDATES} updates; the tiny catalogue is for information)"
+        "(the verdict is on the agent's scan on the realistic roots: 1,000 installed, 4,150 in "
+        f"the repositories, {UPDATES} updates; the rest is for information)"
     )
-    for what, _, _, _, scan_s, list_s in realistic + small:
+    for row in rows:
         print(
-            f"({what}: medians of {RUNS} alternating warm runs; patchd runs: "
-            f"{', '.join(f'{s:.3f}' for s in scan_s)}; tool runs: "
-            f"{', '.join(f'{s:.3f}' for s in list_s)})"
+            f"({row.what}: medians of {RUNS} alternating warm runs; patchd runs: "
+            f"{', '.join(f'{s:.3f}' for s in row.patchd_s)}; tool runs: "
+            f"{', '.join(f'{s:.3f}' for s in row.tool_s)})"
         )
     return 0 if all_ok else 1
 

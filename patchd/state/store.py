@@ -106,6 +106,23 @@ def new_run_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
+@dataclass(frozen=True)
+class InventoryDocument:
+    """An inventory as the history keeps it: canonical JSON text, and that text's SHA-256.
+
+    A scan serialises it while the package managers list (a thousand packages take a
+    few milliseconds) and records it after they end.
+    """
+
+    text: str
+    sha256: str
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> InventoryDocument:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+
+
 class StateStore:
     """The local state database. Open with :meth:`open`; close when done."""
 
@@ -186,14 +203,12 @@ class StateStore:
 
     # -- inventory and sightings -------------------------------------------------------
 
-    def record_inventory(self, document: Mapping[str, Any], now: datetime) -> None:
+    def record_inventory(self, inventory: InventoryDocument, now: datetime) -> None:
         """Keep one inventory in the history (the oldest beyond the bound are dropped)."""
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(text.encode()).hexdigest()
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
-                (format_time(now), digest, text),
+                (format_time(now), inventory.sha256, inventory.text),
             )
             db.execute(
                 "DELETE FROM inventory WHERE id <= (SELECT MAX(id) FROM inventory) - ?",
@@ -240,13 +255,13 @@ class StateStore:
         """
         stamp = format_time(now)
         with self._transaction() as db:
-            for u in updates:
-                db.execute(
-                    """INSERT INTO update_sightings (backend, name, arch, version, classification,
-                           severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (backend, name, arch, version) DO UPDATE SET
-                           last_seen = excluded.last_seen, classification = excluded.classification,
-                           severity = excluded.severity""",
+            db.executemany(
+                """INSERT INTO update_sightings (backend, name, arch, version, classification,
+                       severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (backend, name, arch, version) DO UPDATE SET
+                       last_seen = excluded.last_seen, classification = excluded.classification,
+                       severity = excluded.severity""",
+                [
                     (
                         u.backend,
                         u.name,
@@ -256,8 +271,10 @@ class StateStore:
                         u.severity.value,
                         stamp,
                         stamp,
-                    ),
-                )
+                    )
+                    for u in updates
+                ],
+            )
             open_rows = db.execute(
                 "SELECT backend, name, arch, version FROM update_sightings WHERE installed_at IS NULL"
             ).fetchall()

@@ -9,9 +9,11 @@ not hang runs in a thread with a generous bound.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import signal
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -109,9 +111,42 @@ def sh(script: str) -> list[str]:
     return ["sh", "-c", script]
 
 
+def require_pidfd() -> None:
+    """Skip (fail in CI) where the kernel gives no process descriptor."""
+    fd = process._open_pidfd(os.getpid())
+    if fd is not None:
+        os.close(fd)
+        return
+    if os.environ.get("CI"):
+        pytest.fail("os.pidfd_open does not work here")
+    pytest.skip("os.pidfd_open does not work here")
+
+
+def _enosys(pid: int) -> int:
+    raise OSError(errno.ENOSYS, "Function not implemented")
+
+
+@pytest.fixture(params=["pidfd", "pidfd-refused", "no-pidfd"])
+def each_wait(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with each way of waiting for a command's exit.
+
+    ``pidfd``: the kernel's process descriptor (Linux 5.3+). ``pidfd-refused``: the call
+    exists but fails (an old kernel, a seccomp sandbox). ``no-pidfd``: the call does not
+    exist (macOS, Windows, Python built without it). The last two use ``Popen.wait``.
+    """
+    if request.param == "pidfd":
+        require_pidfd()
+    elif request.param == "pidfd-refused":
+        monkeypatch.setattr(os, "pidfd_open", _enosys)
+    else:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    return str(request.param)
+
+
 # --- exit status and errors -------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_run_returns_both_streams_and_the_status() -> None:
     result = process.run(sh("printf 'out\\n'; printf 'err\\n' >&2"), timeout_s=30)
 
@@ -122,6 +157,7 @@ def test_run_returns_both_streams_and_the_status() -> None:
     assert result.output == "out\nerr\n"
 
 
+@pytest.mark.usefixtures("each_wait")
 @pytest.mark.parametrize(
     ("status", "ok_codes", "accepted"),
     [
@@ -220,6 +256,7 @@ def test_cwd_is_where_the_command_runs(tmp_path: Path) -> None:
 # --- timeouts stop the whole process group ---------------------------------------------
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_timeout_stops_the_command_and_everything_it_started(pids: Pids) -> None:
     script = "sleep 100 & echo pids $$ $!; sleep 100; echo never"
 
@@ -239,6 +276,7 @@ def test_timeout_stops_the_command_and_everything_it_started(pids: Pids) -> None
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_timeout_kills_a_child_that_ignores_sigterm(pids: Pids) -> None:
     # The leader dies of SIGTERM; its child ignores it and holds the output pipes.
     script = "(trap '' TERM; exec sleep 100) & echo pids $$ $!; wait"
@@ -249,6 +287,7 @@ def test_timeout_kills_a_child_that_ignores_sigterm(pids: Pids) -> None:
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_leader_that_exits_but_leaves_a_child_holding_its_output_times_out(
     pids: Pids,
 ) -> None:
@@ -261,6 +300,7 @@ def test_leader_that_exits_but_leaves_a_child_holding_its_output_times_out(
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_leftovers_holding_the_output_are_stopped_after_a_grace(
     monkeypatch: pytest.MonkeyPatch, pids: Pids
 ) -> None:
@@ -276,6 +316,7 @@ def test_leftovers_holding_the_output_are_stopped_after_a_grace(
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_a_finished_command_leaves_a_detached_child_alone(pids: Pids) -> None:
     # A child that closed the pipes is not waited for (a service started on purpose).
     script = "sleep 100 >/dev/null 2>&1 & echo pids $!"
@@ -296,6 +337,7 @@ def test_timeout_redacts_secrets() -> None:
     assert "****" in str(caught.value)
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_a_command_ignoring_sigterm_is_killed_after_the_grace(
     monkeypatch: pytest.MonkeyPatch, pids: Pids
 ) -> None:
@@ -488,6 +530,7 @@ def test_input_a_command_ignores_is_dropped_cleanly() -> None:
 # --- start: other work while a command runs -------------------------------------------
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_start_returns_while_the_command_runs(tmp_path: Path) -> None:
     go = tmp_path / "go"
     # Cannot finish before the test creates the file, so start() must return first.
@@ -504,6 +547,7 @@ def test_start_returns_while_the_command_runs(tmp_path: Path) -> None:
     assert result.stdout == "finished\n"
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_start_wait_raises_like_run() -> None:
     command = process.start(sh("echo nope >&2; exit 4"), timeout_s=30)
 
@@ -514,6 +558,7 @@ def test_start_wait_raises_like_run() -> None:
     assert str(caught.value).endswith(": nope")
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_stop_ends_a_started_command_and_its_children(pids: Pids) -> None:
     command = process.start(
         sh("sleep 100 & echo pids $$ $!; wait"), timeout_s=60, on_line=pids.on_line
@@ -525,6 +570,7 @@ def test_stop_ends_a_started_command_and_its_children(pids: Pids) -> None:
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_stop_after_the_command_finished_is_harmless() -> None:
     command = process.start(["true"], timeout_s=30)
     assert command.wait().returncode == 0
@@ -537,6 +583,7 @@ def test_stop_after_the_command_finished_is_harmless() -> None:
 # --- stream_stdout --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_stream_reads_everything_then_reports_status_and_stderr() -> None:
     with process.stream_stdout(
         sh("printf 'a\\nb\\n'; echo oops >&2; exit 3"), timeout_s=30
@@ -548,6 +595,7 @@ def test_stream_reads_everything_then_reports_status_and_stderr() -> None:
     assert command.stderr == "oops\n"
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_stream_lets_the_caller_stop_early_and_ends_the_command(pids: Pids) -> None:
     script = "echo warming up >&2; sleep 100 & echo pids $$ $!; exec yes"
 
@@ -566,6 +614,7 @@ def test_stream_lets_the_caller_stop_early_and_ends_the_command(pids: Pids) -> N
     assert survivors(pids.seen) == []
 
 
+@pytest.mark.usefixtures("each_wait")
 def test_stream_watchdog_stops_a_command_that_runs_too_long(pids: Pids) -> None:
     def read_all() -> tuple[bytes, process.StreamedCommand]:
         with process.stream_stdout(
@@ -580,3 +629,67 @@ def test_stream_watchdog_stops_a_command_that_runs_too_long(pids: Pids) -> None:
     assert data == b""
     assert command.returncode == -signal.SIGTERM
     assert survivors(pids.seen) == []
+
+
+# --- how an exit is waited for ---------------------------------------------------------------
+
+
+def test_the_exit_is_awaited_on_a_process_descriptor_where_the_kernel_gives_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    require_pidfd()
+    opened: list[int | None] = []
+    real_open = process._open_pidfd
+
+    def spy_open(pid: int) -> int | None:
+        opened.append(real_open(pid))
+        return opened[-1]
+
+    monkeypatch.setattr(process, "_open_pidfd", spy_open)
+    waits: list[tuple[int, float | None]] = []
+    real_wait = subprocess.Popen.wait
+
+    def spy_wait(self: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        waits.append((self.pid, timeout))
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", spy_wait)
+
+    command = process.start(sh("sleep 0.2; echo done"), timeout_s=30)
+    result = command.wait()
+
+    # Other tests' leftovers may be reaped meanwhile: only this command's waits count.
+    timed_waits = [timeout for pid, timeout in waits if pid == command._proc.pid]
+    assert result.stdout == "done\n"
+    assert len(opened) == 1
+    assert opened[0] is not None
+    assert timed_waits == [None]  # only the reaping, after the descriptor said it ended
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(opened[0])  # closed again
+
+
+@pytest.mark.parametrize("refused", [True, False], ids=["pidfd-refused", "no-pidfd"])
+def test_without_a_process_descriptor_popen_wait_waits_with_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, refused: bool
+) -> None:
+    if refused:
+        monkeypatch.setattr(os, "pidfd_open", _enosys)
+    else:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    waits: list[tuple[int, float | None]] = []
+    real_wait = subprocess.Popen.wait
+
+    def spy_wait(self: subprocess.Popen[bytes], timeout: float | None = None) -> int:
+        waits.append((self.pid, timeout))
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", spy_wait)
+
+    command = process.start(sh("echo done"), timeout_s=30)
+    result = command.wait()
+
+    timed_waits = [timeout for pid, timeout in waits if pid == command._proc.pid]
+    assert result.stdout == "done\n"
+    assert len(timed_waits) == 1
+    assert timed_waits[0] is not None
+    assert 0 < timed_waits[0] <= 30

@@ -6,6 +6,7 @@ the error and that the database file on disk did not change.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -22,7 +23,7 @@ from patchd.errors import StateError, UnknownRunError
 from patchd.models import Advisory, Classification, PackageChange, Severity, Update
 from patchd.state import store as store_module
 from patchd.state.schema import MIGRATIONS
-from patchd.state.store import DB_NAME, RunItem, RunRecord, StateStore
+from patchd.state.store import DB_NAME, InventoryDocument, RunItem, RunRecord, StateStore
 from patchd.timeutil import format_time
 from patchd.transcript import TranscriptEntry
 
@@ -219,7 +220,9 @@ def test_a_version_seen_installed_closes_its_sighting(store: StateStore) -> None
 def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) -> None:
     assert store.last_scan() is None
 
-    store.record_inventory({"hostname": "h1", "reboot": {"required": True}}, T0)
+    store.record_inventory(
+        InventoryDocument.of({"hostname": "h1", "reboot": {"required": True}}), T0
+    )
     store.record_scan([SECURITY, BUGFIX], {}, T0)
     assert store.last_scan() == {
         "at": format_time(T0),
@@ -230,7 +233,9 @@ def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) 
         "end_of_life": None,
     }
 
-    store.record_inventory({"hostname": "h1", "end_of_life": {"eol": False}}, T1)
+    store.record_inventory(
+        InventoryDocument.of({"hostname": "h1", "end_of_life": {"eol": False}}), T1
+    )
     store.record_scan([BUGFIX], {("apt", "openssl", "amd64"): "3.0.15-1"}, T1)
     assert store.last_scan() == {
         "at": format_time(T1),
@@ -248,7 +253,9 @@ def test_inventory_history_is_bounded(
     monkeypatch.setattr(store_module, "MAX_INVENTORY_ROWS", 3)
 
     for n in range(5):
-        store.record_inventory({"hostname": f"h{n}"}, T0 + timedelta(minutes=n))
+        store.record_inventory(
+            InventoryDocument.of({"hostname": f"h{n}"}), T0 + timedelta(minutes=n)
+        )
 
     assert store.inventory_count() == 3
     db = sqlite3.connect(state_dir / DB_NAME)
@@ -440,3 +447,13 @@ def test_transcript_output_is_bounded(
     store.append_transcript(run_id, TranscriptEntry(T0, ("cmd",), 0, output))
 
     assert [entry.output for entry in store.transcript(run_id)] == [stored]
+
+
+def test_an_inventory_is_kept_as_canonical_json_with_its_digest(tmp_path: Path) -> None:
+    document = InventoryDocument.of({"hostname": "h1", "arch": "x86_64"})
+    with StateStore.open(tmp_path) as store:
+        store.record_inventory(document, T0)
+        rows = store.query("SELECT sha256, document FROM inventory")
+
+    assert document.text == '{"arch":"x86_64","hostname":"h1"}'
+    assert rows == [(hashlib.sha256(document.text.encode()).hexdigest(), document.text)]

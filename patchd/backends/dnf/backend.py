@@ -29,6 +29,7 @@ from patchd.backends.base import (
 from patchd.backends.dnf.environment import DNF, YUM, DnfEnvironment, Flavour
 from patchd.backends.dnf.listing import CheckUpdateEntry, parse_check_update, repos_without_cache
 from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids, yum_repodata_dirs
+from patchd.backends.installedmemo import InstalledMemo
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine, facts_from_updateinfo
 from patchd.backends.rpm.failures import failure_reasons
 from patchd.backends.rpm.keep import keep_old_rpms
@@ -75,7 +76,8 @@ class DnfBackend(Backend):
 
     @cached_property
     def _installed(self) -> InstalledSnapshot:
-        return InstalledSnapshot(self.rpmdb, self.name)
+        memo = InstalledMemo(self.context.work_dir / self.name / "installed.json", self.name)
+        return InstalledSnapshot(self.rpmdb, self.name, memo)
 
     @cached_property
     def env(self) -> DnfEnvironment:
@@ -119,13 +121,13 @@ class DnfBackend(Backend):
 
     def _start_listing(self) -> None:
         if self._listing is None:
-            self._installed.start()  # read alongside: the scan needs the installed versions
             self._listing = process.start(
                 self.env.argv("-C", "-q", "--setopt=skip_if_unavailable=True", "check-update"),
                 env=self.env.env,
                 timeout_s=LIST_TIMEOUT_S,
                 ok_codes=(0, 100),  # 100: updates are available
             )
+            self._installed.start()  # read alongside: the scan needs the installed versions
 
     def _list_updates(self) -> ScanResult:
         self._start_listing()

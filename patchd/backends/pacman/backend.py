@@ -1,7 +1,8 @@
 """The pacman backend: Arch Linux and its derivatives.
 
 Scanning costs one ``pacman -Qu`` (started in the background) plus a read of pacman's
-local database. Arch's repositories carry no security metadata: updates are security
+local database, which later scans reuse while the database is unchanged
+(:mod:`patchd.backends.installedmemo`). Arch's repositories carry no security metadata: updates are security
 updates only where a local copy of the Arch security tracker says so (see
 :mod:`patchd.backends.pacman.tracker`); otherwise they are ``other``, severity unknown.
 
@@ -28,9 +29,10 @@ from patchd.backends.base import (
     RollbackSource,
     ScanResult,
 )
+from patchd.backends.installedmemo import InstalledMemo
 from patchd.backends.pacman.environment import PacmanEnvironment
 from patchd.backends.pacman.listing import UpgradableEntry, parse_upgradable
-from patchd.backends.pacman.localdb import DB_VERSION_FILE, read_installed
+from patchd.backends.pacman.localdb import DB_VERSION_FILE, database_fingerprint, read_installed
 from patchd.backends.pacman.lock import wait_for_lock
 from patchd.backends.pacman.syncinfo import parse_sync_info
 from patchd.backends.pacman.versions import compare
@@ -78,6 +80,8 @@ class PacmanBackend(Backend):
         self._listing: process.RunningCommand | None = None
         # The local database as read for this scan; a transaction forgets it.
         self._installed: list[InstalledPackage] | None = None
+        # ... and as read by an earlier scan, reused while the database is unchanged.
+        self._memo = InstalledMemo(context.work_dir / "pacman" / "installed.json", self.name)
 
     @property
     def _lock_wait_s(self) -> float:
@@ -116,8 +120,14 @@ class PacmanBackend(Backend):
         return found[1] if found else None
 
     def _installed_packages(self) -> list[InstalledPackage]:
-        self._installed = read_installed(self.pacman.paths.local_db)
-        return self._installed
+        local = self.pacman.paths.local_db
+        fingerprint = database_fingerprint(local)  # before reading: a change after it shows
+        installed = self._memo.recall(fingerprint)
+        if installed is None:
+            installed = read_installed(local)
+            self._memo.keep(fingerprint, installed)
+        self._installed = installed
+        return installed
 
     def _start_listing(self) -> None:
         if self._listing is None:
@@ -208,6 +218,7 @@ class PacmanBackend(Backend):
         downgrade: bool,
     ) -> list[str]:
         self._installed = None
+        self._memo.forget()
         notes: list[str] = []
         files = [str(kept_files[c.key]) for c in changes if c.key in kept_files]
         wanted = [c for c in changes if c.key not in kept_files]

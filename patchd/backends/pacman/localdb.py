@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from patchd.backends.installedmemo import settled_fingerprint
 from patchd.boundedread import read_bounded
 from patchd.errors import BackendError
 from patchd.models import InstalledPackage
@@ -67,3 +68,17 @@ def read_installed(local_db: Path) -> list[InstalledPackage]:
             )
         packages.append(package)
     return packages
+
+
+def database_fingerprint(local_db: Path) -> str | None:
+    """The local database's state, for :class:`~patchd.backends.installedmemo.InstalledMemo`.
+
+    pacman removes a package's entry directory and writes a new one on every install,
+    upgrade, downgrade, reinstall and removal, so the directory's own times and inode
+    change with the installed set. ``None`` if it cannot be looked at, or changed just now.
+    """
+    try:
+        st = os.stat(local_db)
+    except OSError:
+        return None
+    return settled_fingerprint([(str(local_db), st)])

@@ -9,12 +9,14 @@ rpm (``--dbpath``), so a host whose own rpm is configured elsewhere (Debian keep
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from patchd import process
 from patchd.atomicfile import atomic_write_text
+from patchd.backends.installedmemo import InstalledMemo, settled_fingerprint
 from patchd.backends.rpm.versions import compare, evr
 from patchd.models import InstalledPackage
 from patchd.target import Target
@@ -155,6 +157,27 @@ _VOLATILE_SUFFIXES = ("-shm", ".rpm.lock")
 MAX_DB_FILES = 1000  # an rpm database directory holds a handful; a bound all the same
 
 
+def _database_files(db_path: Path) -> list[tuple[str, os.stat_result]] | None:
+    """The ``rpm`` binary and the database's files, each with its ``stat``; ``None`` if unknown."""
+    import shutil
+
+    rpm = shutil.which("rpm", path=process.base_environment()["PATH"])
+    if rpm is None:
+        return None
+    try:
+        found = [(rpm, os.stat(rpm))]
+        with os.scandir(db_path) as entries:
+            files = sorted(entries, key=lambda e: e.name)
+        if len(files) > MAX_DB_FILES:
+            return None
+        for entry in files:
+            if not entry.name.endswith(_VOLATILE_SUFFIXES):
+                found.append((entry.path, entry.stat(follow_symlinks=False)))
+    except OSError:
+        return None
+    return found
+
+
 def database_fingerprint(db_path: Path) -> str | None:
     """A digest of the database's files and of the ``rpm`` that reads them, or ``None``.
 
@@ -163,27 +186,27 @@ def database_fingerprint(db_path: Path) -> str | None:
     ``None`` when anything cannot be looked at: then nothing is remembered.
     """
     import hashlib
-    import os
-    import shutil
 
-    rpm = shutil.which("rpm", path=process.base_environment()["PATH"])
-    if rpm is None:
+    files = _database_files(db_path)
+    if files is None:
         return None
-    try:
-        st = os.stat(rpm)
-        parts = [str(db_path), f"{rpm}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"]
-        with os.scandir(db_path) as entries:
-            files = sorted(entries, key=lambda e: e.name)
-        if len(files) > MAX_DB_FILES:
-            return None
-        for entry in files:
-            if entry.name.endswith(_VOLATILE_SUFFIXES):
-                continue
-            st = entry.stat(follow_symlinks=False)
-            parts.append(f"{entry.name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
-    except OSError:
-        return None
+    parts = [f"{name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}" for name, st in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def settled_database_fingerprint(db_path: Path) -> str | None:
+    """The database's state for the installed set's memo; ``None`` just after a change.
+
+    See :mod:`patchd.backends.installedmemo`.
+    """
+    files = _database_files(db_path)
+    if files is None:
+        return None
+    # Every rpm that reads a SQLite database resets its write-ahead log on closing: the
+    # log's status-change time moves on each read. Its size and modification time move
+    # only with a write.
+    wal = {name for name, _ in files if name.endswith("-wal")}
+    return settled_fingerprint(files, ctime_moves_on_read=wal)
 
 
 def _read_memo(memo_file: Path | None, fingerprint: str | None) -> int | None:
@@ -211,31 +234,53 @@ class InstalledSnapshot:
     """The installed set, read once per scan and in the background.
 
     A scan needs it twice (the inventory, then the updates' installed versions); the
-    query starts with the package manager's listing and runs alongside it. Anything
-    that changes packages must :meth:`forget` it first.
+    query starts with the package manager's listing and runs alongside it. With a
+    ``memo``, the set an earlier scan read is reused while the database is unchanged
+    (no ``rpm`` process at all). Anything that changes packages must :meth:`forget` it
+    first.
     """
 
-    def __init__(self, rpmdb: RpmDatabase, backend: str) -> None:
+    def __init__(self, rpmdb: RpmDatabase, backend: str, memo: InstalledMemo | None = None) -> None:
         self._rpmdb = rpmdb
         self._backend = backend
+        self._memo = memo
         self._running: process.RunningCommand | None = None
+        self._fingerprint: str | None = None  # the database's state when the query started
         self._packages: list[InstalledPackage] | None = None
 
     def start(self) -> None:
-        """Begin a fresh reading (a new scan)."""
-        self.forget()
+        """Begin a fresh reading (a new scan); the memo answers if the database is unchanged."""
+        self._drop()
+        if self._memo is not None:
+            self._fingerprint = settled_database_fingerprint(
+                self._rpmdb.target.path(self._rpmdb.db_dir)
+            )
+            self._packages = self._memo.recall(self._fingerprint)
+            if self._packages is not None:
+                return
         self._running = self._rpmdb.start_query()
 
     def get(self) -> list[InstalledPackage]:
-        if self._packages is None:
+        if self._packages is None and self._running is None:
+            self.start()
+        packages = self._packages
+        if packages is None:
             running, self._running = self._running, None
-            self._packages = RpmDatabase.collect(
-                running or self._rpmdb.start_query(), self._backend
-            )
-        return self._packages
+            assert running is not None
+            packages = self._packages = RpmDatabase.collect(running, self._backend)
+            if self._memo is not None:
+                self._memo.keep(self._fingerprint, packages)
+        return packages
 
     def forget(self) -> None:
+        """Drop what was read, and the memo: the packages are about to change."""
+        self._drop()
+        if self._memo is not None:
+            self._memo.forget()
+
+    def _drop(self) -> None:
         if self._running is not None:
             self._running.stop()
             self._running = None
         self._packages = None
+        self._fingerprint = None

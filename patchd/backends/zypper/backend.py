@@ -29,6 +29,7 @@ from patchd.backends.base import (
     ScanResult,
 )
 from patchd.backends.dnf.repos import enabled_repo_ids  # zypp's repos.d has the same format
+from patchd.backends.installedmemo import InstalledMemo
 from patchd.backends.rpm.advisories import AdvisoryIndex, combine
 from patchd.backends.rpm.failures import failure_reasons, rpm_filename
 from patchd.backends.rpm.keep import keep_old_rpms
@@ -82,7 +83,8 @@ class ZypperBackend(Backend):
 
     @cached_property
     def _installed(self) -> InstalledSnapshot:
-        return InstalledSnapshot(self.rpmdb, self.name)
+        memo = InstalledMemo(self.context.work_dir / self.name / "installed.json", self.name)
+        return InstalledSnapshot(self.rpmdb, self.name, memo)
 
     @cached_property
     def env(self) -> ZypperEnvironment:
@@ -121,7 +123,6 @@ class ZypperBackend(Backend):
 
     def _start_listing(self) -> None:
         if self._listing is None:
-            self._installed.start()  # the inventory reads it while zypper lists
             self._listing = process.start(
                 self.env.argv("list-updates", "-t", "package", "-t", "patch", xml=True),
                 env=self.env.env,
@@ -129,6 +130,7 @@ class ZypperBackend(Backend):
                 max_output_bytes=MAX_LIST_BYTES,
                 ok_codes=EXIT_INFO_CODES,
             )
+            self._installed.start()  # the inventory reads it while zypper lists
 
     def _list_updates(self) -> ScanResult:
         self._start_listing()

@@ -126,12 +126,9 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         try:
             updates = _with_advisories(session, updates)
             installed = {(p.backend, p.name, p.arch): p.version for p in packages}
-            first_seen = session.store.record_scan(updates, installed, now)
+            first_seen = session.store.record_scan(updates, installed, now, inventory=document)
         except StateError as e:
             warnings.append(f"scan not recorded: {e}")
-            record = False
-    if record and document is not None:
-        session.store.record_inventory(document, now)
     return ScanReport(
         inventory=inventory,
         updates=tuple(sorted(updates, key=update_order)),

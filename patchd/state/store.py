@@ -203,17 +203,17 @@ class StateStore:
 
     # -- inventory and sightings -------------------------------------------------------
 
-    def record_inventory(self, inventory: InventoryDocument, now: datetime) -> None:
+    @staticmethod
+    def _keep_inventory(db: sqlite3.Connection, inventory: InventoryDocument, stamp: str) -> None:
         """Keep one inventory in the history (the oldest beyond the bound are dropped)."""
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
-                (format_time(now), inventory.sha256, inventory.text),
-            )
-            db.execute(
-                "DELETE FROM inventory WHERE id <= (SELECT MAX(id) FROM inventory) - ?",
-                (MAX_INVENTORY_ROWS,),
-            )
+        db.execute(
+            "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
+            (stamp, inventory.sha256, inventory.text),
+        )
+        db.execute(
+            "DELETE FROM inventory WHERE id <= (SELECT MAX(id) FROM inventory) - ?",
+            (MAX_INVENTORY_ROWS,),
+        )
 
     def last_scan(self) -> dict[str, Any] | None:
         """When the last recorded scan ran, what it found pending, and its reboot state."""
@@ -247,14 +247,18 @@ class StateStore:
         updates: Sequence[Update],
         installed: Mapping[tuple[str, str, str], str],
         now: datetime,
+        inventory: InventoryDocument | None = None,
     ) -> dict[str, datetime]:
         """Record that ``updates`` were seen now; return each one's first sighting.
 
         Earlier sightings whose version is now installed (by patchd or by anyone else)
-        are marked installed, which closes their time to patch.
+        are marked installed, which closes their time to patch. The scan's ``inventory``
+        goes into the history in the same transaction (one commit, one fsync, a scan).
         """
         stamp = format_time(now)
         with self._transaction() as db:
+            if inventory is not None:
+                self._keep_inventory(db, inventory, stamp)
             db.executemany(
                 """INSERT INTO update_sightings (backend, name, arch, version, classification,
                        severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)

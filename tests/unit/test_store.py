@@ -220,10 +220,12 @@ def test_a_version_seen_installed_closes_its_sighting(store: StateStore) -> None
 def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) -> None:
     assert store.last_scan() is None
 
-    store.record_inventory(
-        InventoryDocument.of({"hostname": "h1", "reboot": {"required": True}}), T0
+    store.record_scan(
+        [SECURITY, BUGFIX],
+        {},
+        T0,
+        inventory=InventoryDocument.of({"hostname": "h1", "reboot": {"required": True}}),
     )
-    store.record_scan([SECURITY, BUGFIX], {}, T0)
     assert store.last_scan() == {
         "at": format_time(T0),
         "pending": 2,
@@ -233,10 +235,12 @@ def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) 
         "end_of_life": None,
     }
 
-    store.record_inventory(
-        InventoryDocument.of({"hostname": "h1", "end_of_life": {"eol": False}}), T1
+    store.record_scan(
+        [BUGFIX],
+        {("apt", "openssl", "amd64"): "3.0.15-1"},
+        T1,
+        inventory=InventoryDocument.of({"hostname": "h1", "end_of_life": {"eol": False}}),
     )
-    store.record_scan([BUGFIX], {("apt", "openssl", "amd64"): "3.0.15-1"}, T1)
     assert store.last_scan() == {
         "at": format_time(T1),
         "pending": 1,
@@ -253,8 +257,8 @@ def test_inventory_history_is_bounded(
     monkeypatch.setattr(store_module, "MAX_INVENTORY_ROWS", 3)
 
     for n in range(5):
-        store.record_inventory(
-            InventoryDocument.of({"hostname": f"h{n}"}), T0 + timedelta(minutes=n)
+        store.record_scan(
+            [], {}, T0 + timedelta(minutes=n), inventory=InventoryDocument.of({"hostname": f"h{n}"})
         )
 
     assert store.inventory_count() == 3
@@ -452,8 +456,31 @@ def test_transcript_output_is_bounded(
 def test_an_inventory_is_kept_as_canonical_json_with_its_digest(tmp_path: Path) -> None:
     document = InventoryDocument.of({"hostname": "h1", "arch": "x86_64"})
     with StateStore.open(tmp_path) as store:
-        store.record_inventory(document, T0)
+        store.record_scan([], {}, T0, inventory=document)
         rows = store.query("SELECT sha256, document FROM inventory")
 
     assert document.text == '{"arch":"x86_64","hostname":"h1"}'
     assert rows == [(hashlib.sha256(document.text.encode()).hexdigest(), document.text)]
+
+
+class _Unreadable(dict[tuple[str, str, str], str]):
+    """An installed set whose look-up fails half-way through recording a scan."""
+
+    def get(self, key: object, default: object = None) -> str | None:  # type: ignore[override]
+        raise RuntimeError("the installed set cannot be read")
+
+
+def test_a_scan_and_its_inventory_are_one_transaction(tmp_path: Path) -> None:
+    """Both or neither: a scan that fails while recording keeps no inventory either."""
+    with StateStore.open(tmp_path) as store:
+        document = InventoryDocument.of({"hostname": "h1"})
+        with pytest.raises(RuntimeError, match="cannot be read"):
+            store.record_scan([SECURITY], _Unreadable(), T0, inventory=document)
+        assert store.inventory_count() == 0
+        assert store.last_scan() is None
+        assert (
+            store.sighting("apt", SECURITY.name, SECURITY.arch, SECURITY.available_version) is None
+        )
+        store.record_scan([SECURITY], {}, T0, inventory=document)
+        assert store.inventory_count() == 1
+        assert (store.last_scan() or {})["pending"] == 1

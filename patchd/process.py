@@ -169,6 +169,9 @@ def _popen(
         ) from None
 
 
+MAX_POLL_MS = 2**31 - 1
+
+
 def _open_pidfd(pid: int) -> int | None:
     """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or ``None``."""
     pidfd_open = getattr(os, "pidfd_open", None)
@@ -197,11 +200,17 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
         except subprocess.TimeoutExpired:
             return False
         return True
+    deadline = time.monotonic() + max(0.0, timeout_s)
     try:
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        if not poller.poll(math.ceil(max(0.0, timeout_s) * 1000)):
-            return False
+        # poll(2) takes a C int of milliseconds (at most ~24.8 days); the service host
+        # gives the agent 40 days. Longer waits are made of several.
+        while not poller.poll(
+            min(MAX_POLL_MS, math.ceil(max(0.0, deadline - time.monotonic()) * 1000))
+        ):
+            if time.monotonic() >= deadline:
+                return False
     finally:
         os.close(pidfd)
     proc.wait()  # it has exited: this only reaps it

@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -693,3 +694,12 @@ def test_without_a_process_descriptor_popen_wait_waits_with_the_timeout(
     assert len(timed_waits) == 1
     assert timed_waits[0] is not None
     assert 0 < timed_waits[0] <= 30
+
+
+@pytest.mark.usefixtures("each_wait")
+def test_a_timeout_longer_than_poll_can_wait_is_allowed() -> None:
+    """The Windows service host gives the agent 40 days: more milliseconds than poll(2)
+    takes in one call (a C int, ~24.8 days). The command still runs and is waited for."""
+    running = process.start([sys.executable, "-c", "print('done')"], timeout_s=40 * 86_400.0)
+    result = running.wait()
+    assert (result.returncode, result.stdout) == (0, "done\n")

@@ -38,7 +38,7 @@ from patchd.transcript import Transcript
 from tests.backends.fakeprocess import CannedCommands, Reply, captured
 from tests.conformance import offline_dnf5
 from tests.conformance.offline import OfflineFixture
-from tests.conformance.offline_dnf5 import ARCH, NAME, NEW, OLD, FakeRpmDatabase, dnf_prefix
+from tests.conformance.offline_dnf5 import ARCH, NAME, NEW, OLD, dnf_prefix, fedora_database
 
 FLAC_ADVISORY = "FEDORA-2999:002-02"  # flac's advisory in dnf5-updateinfo-info-object.json
 CACHED = ("--cacheonly", "-q", "--setopt=skip_if_unavailable=True")
@@ -215,7 +215,7 @@ def test_every_command_line_of_a_scan_apply_and_rollback(
 
 def test_refresh_is_dnf5s_makecache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = offline_dnf5.dnf5_root(tmp_path)
-    commands = offline_dnf5.canned_dnf5(root, FakeRpmDatabase(), {"yes": True})
+    commands = offline_dnf5.canned_dnf5(root, fedora_database(), {"yes": True})
     commands.answers[(*dnf_prefix(root), "makecache", "--refresh")] = ""
     commands.install(monkeypatch, start=True)
     offline_dnf5.backend(root, tmp_path / "work").scan(refresh=True)

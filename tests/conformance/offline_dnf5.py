@@ -22,6 +22,7 @@ from patchd.target import Target
 from tests.backends.fakeprocess import CannedCommands, Reply, captured
 from tests.conformance.harness import Expected
 from tests.conformance.offline import OfflineFixture, OfflineHarness
+from tests.conformance.offline_rpm import FakeRpmDatabase, rpm_root
 
 # The package of tests/data/rpm/dnf5-check-upgrade.txt, installed at the version the same
 # ci-dnf-stack scenario installs first.
@@ -31,33 +32,16 @@ FEDORA_OS_RELEASE = 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\n'
 REPO = "[updates]\nname=Fedora updates\nbaseurl=https://example.invalid/updates\nenabled=1\n"
 
 
-class FakeRpmDatabase:
-    """The root's installed packages: name -> (version, arch)."""
-
-    def __init__(self) -> None:
-        self.packages: dict[str, tuple[str, str]] = {NAME: (OLD, ARCH), **OTHERS}
-
-    def query(self, argv: tuple[str, ...]) -> str:
-        lines = []
-        for name, (evr, arch) in sorted(self.packages.items()):
-            version, _, release = evr.rpartition("-")
-            lines.append(f"{name}\t(none)\t{version}\t{release}\t{arch}\n")
-        return "".join(lines)
-
-    def versions(self) -> dict[str, str]:
-        return {name: evr for name, (evr, _arch) in self.packages.items()}
-
-
 def dnf5_root(tmp: Path) -> Path:
     """A Fedora 41 root with an rpm database file, one repository and dnf 5's cache dir."""
-    root = tmp / "root"
-    (root / "var/lib/rpm").mkdir(parents=True)
-    (root / "var/lib/rpm/rpmdb.sqlite").write_bytes(b"")
-    (root / "etc/yum.repos.d").mkdir(parents=True)
+    root = rpm_root(tmp, FEDORA_OS_RELEASE)
     (root / "etc/yum.repos.d/fedora-updates.repo").write_text(REPO)
-    (root / "etc/os-release").write_text(FEDORA_OS_RELEASE)
     (root / "var/cache/libdnf5").mkdir(parents=True)
     return root
+
+
+def fedora_database() -> FakeRpmDatabase:
+    return FakeRpmDatabase({NAME: (OLD, ARCH), **OTHERS})
 
 
 def dnf_prefix(root: Path) -> tuple[str, ...]:
@@ -121,7 +105,7 @@ def backend(root: Path, work: Path) -> Dnf5Backend:
 
 def build(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> OfflineFixture:
     root = dnf5_root(tmp)
-    db = FakeRpmDatabase()
+    db = fedora_database()
     installs = {"yes": True}
     commands = canned_dnf5(root, db, installs).install(monkeypatch, start=True)
     return OfflineFixture(

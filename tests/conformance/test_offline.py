@@ -28,6 +28,7 @@ from tests.conformance import (
     offline_softwareupdate,
     offline_windows_update,
     offline_winget,
+    offline_yum,
 )
 from tests.conformance.offline import OfflineFixture, OfflineHarness
 
@@ -41,6 +42,7 @@ HARNESSES: list[OfflineHarness] = [
     offline_winget.HARNESS,
     offline_chocolatey.HARNESS,
     offline_dnf5.HARNESS,
+    offline_yum.HARNESS,
 ]
 
 

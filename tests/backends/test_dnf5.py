@@ -77,7 +77,7 @@ def test_advisory_info_of_early_dnf5_is_an_object() -> None:
     assert (flac.type, flac.severity, flac.cves) == ("enhancement", "Moderate", ())
 
 
-def test_advisory_info_of_dnf5_2_is_an_array_and_drops_source_packages() -> None:
+def test_advisory_info_of_later_dnf5_is_an_array_and_drops_source_packages() -> None:
     found = parse_advisory_info(captured("rpm/dnf5-advisory-info-array.json"))
     assert [a.id for a in found] == [
         "FEDORA-2019-f4eb34cf4c",

@@ -26,6 +26,7 @@ from patchd.backends.base import BackendContext
 from patchd.backends.dnf.backend import LIST_TIMEOUT_S, DnfBackend
 from patchd.backends.dnf.dnf5 import DNF5, Dnf5Environment, dnf5_version
 from patchd.backends.dnf.dnf5_output import (
+    MAX_JSON_BYTES,
     AdvisoryOutputError,
     parse_advisory_info,
     parse_check_upgrade,
@@ -89,7 +90,10 @@ class Dnf5Backend(DnfBackend):
             super()._start_listing()
             self._stop_advisory_listing()
             self._advisory_listing = process.start(
-                self._advisory_argv(), env=self.env.env, timeout_s=LIST_TIMEOUT_S
+                self._advisory_argv(),
+                env=self.env.env,
+                timeout_s=LIST_TIMEOUT_S,
+                max_output_bytes=MAX_JSON_BYTES,  # more would be elided: then the XML serves
             )
 
     def _repo_advisories(self, wanted: frozenset[str], warnings: list[str]) -> list[RepoAdvisory]:

@@ -1,13 +1,13 @@
 """dnf 5's output: ``check-upgrade`` and ``advisory info --json`` (pure).
 
 ``check-upgrade`` prints dnf 4's three columns (``name.arch  evr  repository``) under an
-``Upgrades`` header (dnf 5.2 and later; earlier dnf 5 printed none); with a filter
+``Upgrades`` header (later dnf 5; early dnf 5 printed none); with a filter
 that leaves nothing it prints a sentence instead ("No security updates needed, but 1
 update(s) available").
 
 ``advisory info --json`` (``updateinfo`` is its alias) gives each advisory's type,
 severity, references and packages. Early dnf 5 printed an object keyed by advisory
-name, dnf 5.2 and later an array; both are read. It carries no reboot suggestion:
+name, later versions an array (as dnf5's manual documents); both are read. It carries no reboot suggestion:
 those come from the repositories' updateinfo.xml (see :mod:`patchd.backends.rpm.updateinfo`).
 The output is untrusted and bounded in size and counts.
 """
@@ -22,12 +22,12 @@ from patchd.backends.dnf.listing import CheckUpdateEntry, parse_check_update
 from patchd.backends.rpm.updateinfo import AdvisoryPackage, RepoAdvisory
 from patchd.backends.rpm.versions import evr
 
-MAX_JSON_BYTES = 256 * 1024 * 1024  # Fedora's updateinfo for every installed package: far less
+MAX_JSON_BYTES = 64 * 1024 * 1024  # the advisories of pending updates only: far less
 MAX_ADVISORIES = 200_000
 MAX_PACKAGES_PER_ADVISORY = 50_000
 MAX_REFERENCES_PER_ADVISORY = 5_000
-_HEADERS = ("Upgrades", "Available upgrades")
-_SENTENCES = ("No security updates needed", "No updates needed")
+_HEADERS = ("Upgrades",)
+_SENTENCES = ("No security updates needed",)  # "..., but 1 update(s) available"
 _NEVRA = re.compile(
     r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-:]+)\.(?P<arch>[^.]+)$"
 )

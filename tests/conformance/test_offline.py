@@ -3,9 +3,9 @@
 Each harness (see :mod:`tests.conformance.offline`) puts a recording fake in place of
 the process gateway. Backends whose tools run here are in test_conformance.py (flatpak
 is in both); the others (apk, snap, Homebrew, softwareupdate, Windows Update, winget,
-Chocolatey) are checked here, and so is the dnf backend driving dnf 5 (which Debian does
-not package; dnf 4 runs for real in test_conformance.py): a new one is one line in
-``HARNESSES``.
+Chocolatey, yum 3) are checked here, and so is the dnf backend driving dnf 5 (which
+Debian does not package; dnf 4 runs for real in test_conformance.py): a new one is one
+line in ``HARNESSES``.
 """
 
 from __future__ import annotations

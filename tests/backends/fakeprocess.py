@@ -1,7 +1,8 @@
 """A recording stand-in for the process gateway, for package managers that cannot run here.
 
-``CannedCommands`` replaces :func:`patchd.process.run`: it records every argv (with its
-environment and timeout) and answers from captured output. ``answers`` maps an argv
+``CannedCommands`` replaces :func:`patchd.process.run` (and, with ``start=True``,
+:func:`patchd.process.start`, answering when the command starts): it records every argv
+(with its environment and timeout) and answers from captured output. ``answers`` maps an argv
 prefix to an answer; the longest matching prefix wins. An answer is the standard output
 (``str``), a :class:`Reply` (exit status, standard output and error), an exception to
 raise, a callable given the argv (to change a fake package database, as the real tool
@@ -49,6 +50,24 @@ class Call:
 
 
 @dataclass
+class StartedCommand:
+    """A canned command started in the background: ``wait()`` gives its answer."""
+
+    result: process.CommandResult | None
+    error: CommandError | None
+    stopped: bool = False
+
+    def wait(self) -> process.CommandResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@dataclass
 class CannedCommands:
     """Answers commands from captures and records what was asked (see the module doc)."""
 
@@ -59,9 +78,18 @@ class CannedCommands:
     def argvs(self) -> list[tuple[str, ...]]:
         return [c.argv for c in self.calls]
 
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> CannedCommands:
+    def install(self, monkeypatch: pytest.MonkeyPatch, *, start: bool = False) -> CannedCommands:
         monkeypatch.setattr(process, "run", self)
+        if start:
+            monkeypatch.setattr(process, "start", self.start)
         return self
+
+    def start(self, argv: Sequence[str], **kwargs: object) -> StartedCommand:
+        """:func:`patchd.process.start`'s stand-in: the answer, given when the command starts."""
+        try:
+            return StartedCommand(self(argv, **kwargs), None)  # type: ignore[arg-type]
+        except CommandError as e:
+            return StartedCommand(None, e)
 
     def __call__(
         self,

@@ -39,5 +39,10 @@ class OfflineFixture:
 
 @dataclass(frozen=True)
 class OfflineHarness:
-    name: str
+    name: str  # the registered backend
     build: Callable[[Path, pytest.MonkeyPatch], OfflineFixture]
+    variant: str = ""  # which tool behind the backend, where one backend drives several
+
+    @property
+    def test_id(self) -> str:
+        return f"{self.name}-{self.variant}" if self.variant else self.name

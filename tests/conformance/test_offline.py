@@ -3,7 +3,9 @@
 Each harness (see :mod:`tests.conformance.offline`) puts a recording fake in place of
 the process gateway. Backends whose tools run here are in test_conformance.py (flatpak
 is in both); the others (apk, snap, Homebrew, softwareupdate, Windows Update, winget,
-Chocolatey) are checked here: a new one is one line in ``HARNESSES``.
+Chocolatey, yum 3) are checked here, and so is the dnf backend driving dnf 5 (which
+Debian does not package; dnf 4 runs for real in test_conformance.py): a new one is one
+line in ``HARNESSES``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from patchd.transcript import Transcript
 from tests.conformance import (
     offline_apk,
     offline_chocolatey,
+    offline_dnf5,
     offline_flatpak,
     offline_homebrew,
     offline_snap,
     offline_softwareupdate,
     offline_windows_update,
     offline_winget,
+    offline_yum,
 )
 from tests.conformance.offline import OfflineFixture, OfflineHarness
 
@@ -37,10 +41,12 @@ HARNESSES: list[OfflineHarness] = [
     offline_windows_update.HARNESS,
     offline_winget.HARNESS,
     offline_chocolatey.HARNESS,
+    offline_dnf5.HARNESS,
+    offline_yum.HARNESS,
 ]
 
 
-@pytest.fixture(params=HARNESSES, ids=lambda h: h.name)
+@pytest.fixture(params=HARNESSES, ids=lambda h: h.test_id)
 def fx(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> OfflineFixture:

@@ -61,6 +61,19 @@ class DnfBackend(Backend):
 
     name = "dnf"
     flavour: Flavour = DNF
+    _locked_by: re.Pattern[str] = _LOCKED_BY  # the tool's message when another holds its lock
+
+    def __new__(cls, context: BackendContext) -> DnfBackend:
+        """A :class:`Dnf5Backend` where the host's ``dnf`` is dnf 5 (Fedora 41 and later)."""
+        chosen: type[DnfBackend] = cls
+        if cls is DnfBackend:
+            from patchd.backends.dnf import dnf5
+
+            if dnf5.is_dnf5(dnf5.host_dnf()):
+                from patchd.backends.dnf.dnf5_backend import Dnf5Backend
+
+                chosen = Dnf5Backend
+        return super().__new__(chosen)
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)
@@ -105,7 +118,7 @@ class DnfBackend(Backend):
         problem = self.rpmdb.health_problem()
         if problem:
             return Probe(ProbeStatus.BROKEN, problem)
-        version = module_version(self.flavour.program)
+        version = self._tool_version()
         return Probe(
             ProbeStatus.PRESENT,
             f"{self.flavour.program} {version or '(version unknown)'}",
@@ -116,18 +129,27 @@ class DnfBackend(Backend):
         """Why this flavour should stay quiet although its program exists (for yum)."""
         return ""
 
+    def _tool_version(self) -> str | None:
+        return module_version(self.flavour.program)
+
     def _installed_packages(self) -> list[InstalledPackage]:
         return self._installed.get()
 
     def _start_listing(self) -> None:
         if self._listing is None:
             self._listing = process.start(
-                self.env.argv("-C", "-q", "--setopt=skip_if_unavailable=True", "check-update"),
+                self._listing_argv(),
                 env=self.env.env,
                 timeout_s=LIST_TIMEOUT_S,
                 ok_codes=(0, 100),  # 100: updates are available
             )
             self._installed.start()  # read alongside: the scan needs the installed versions
+
+    def _listing_argv(self) -> list[str]:
+        return self.env.argv("-C", "-q", "--setopt=skip_if_unavailable=True", "check-update")
+
+    def _parse_listing(self, stdout: str) -> tuple[list[CheckUpdateEntry], list[str]]:
+        return parse_check_update(stdout)
 
     def _list_updates(self) -> ScanResult:
         self._start_listing()
@@ -138,7 +160,7 @@ class DnfBackend(Backend):
         # Read while check-update runs: the advisories of installed packages only.
         advisories = self._repo_advisories(frozenset(p.name for p in installed), warnings)
         result = listing.wait()
-        entries, problems = parse_check_update(result.stdout)
+        entries, problems = self._parse_listing(result.stdout)
         warnings += problems
         for repo in repos_without_cache(result.stderr):
             warnings.append(
@@ -280,6 +302,9 @@ class DnfBackend(Backend):
     def _wait_for_locks(self) -> None:
         wait_for_rpm_locks(self.env.pid_lock_files(), [self.rpmdb.lock_file()], self._lock_wait_s)
 
+    def _lock_name(self) -> str:
+        return str(self.env.pid_lock_files()[0])
+
     def _run(
         self, argv: list[str], transcript: Transcript, *, timeout_s: float
     ) -> process.CommandResult:
@@ -287,11 +312,11 @@ class DnfBackend(Backend):
             result = process.run(argv, env=self.env.env, timeout_s=timeout_s)
         except CommandError as e:
             transcript.failure(e)
-            holder = _LOCKED_BY.search(e.output)
+            holder = self._locked_by.search(e.output)
             if e.returncode == self.flavour.lock_exit_code or holder is not None:
                 pid = next((int(g) for g in holder.groups() if g), None) if holder else None
                 raise LockHeldError(
-                    str(self.env.pid_lock_files()[0]),
+                    self._lock_name(),
                     holder_pid=pid,
                     holder_name=None,
                     waited_s=self._lock_wait_s,

@@ -204,17 +204,14 @@ class DnfBackend(Backend):
             dirs = dnf_repodata_dirs(self.env.cachedir, repo_ids)
         else:
             dirs = yum_repodata_dirs(self.env.cachedir, repo_ids)
-        if repo_ids and not dirs:
-            warnings.append(
-                f"{self.flavour.program} has no cached metadata in {self.env.cachedir}; "
-                "run `patchd scan --refresh`"
-            )
-        found: list[RepoAdvisory] = []
-        for repodata in dirs.values():
-            path = updateinfo_location(repodata)
-            if path is not None:
-                found += read_updateinfo(path, wanted)
-        return found
+        return cached_updateinfo(
+            self.flavour.program,
+            self.env.cachedir,
+            repo_ids,
+            dirs,
+            wanted=wanted,
+            warnings=warnings,
+        )
 
     # -- change ----------------------------------------------------------------------
 
@@ -344,3 +341,28 @@ class YumBackend(DnfBackend):
         if module_version("yum") is None and dnf:
             return "yum is dnf here: the dnf backend manages this system"
         return ""
+
+
+def cached_updateinfo(
+    program: str,
+    cachedir: Path,
+    repo_ids: Sequence[str],
+    dirs: Mapping[str, Path],
+    *,
+    wanted: frozenset[str],
+    warnings: list[str],
+) -> list[RepoAdvisory]:
+    """The advisories in the updateinfo.xml of each repository's cached metadata (``dirs``).
+
+    Enabled repositories without any cached metadata give a warning in ``warnings``.
+    """
+    if repo_ids and not dirs:
+        warnings.append(
+            f"{program} has no cached metadata in {cachedir}; run `patchd scan --refresh`"
+        )
+    found: list[RepoAdvisory] = []
+    for repodata in dirs.values():
+        path = updateinfo_location(repodata)
+        if path is not None:
+            found += read_updateinfo(path, wanted)
+    return found

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from patchd import process
 from patchd.backends.base import BackendContext
-from patchd.backends.dnf.backend import LIST_TIMEOUT_S, DnfBackend
+from patchd.backends.dnf.backend import LIST_TIMEOUT_S, DnfBackend, cached_updateinfo
 from patchd.backends.dnf.dnf5 import DNF5, Dnf5Environment, dnf5_version
 from patchd.backends.dnf.dnf5_output import (
     MAX_JSON_BYTES,
@@ -34,7 +34,7 @@ from patchd.backends.dnf.dnf5_output import (
 from patchd.backends.dnf.listing import CheckUpdateEntry
 from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids
 from patchd.backends.rpm.locks import wait_for_rpm_locks
-from patchd.backends.rpm.updateinfo import RepoAdvisory, read_updateinfo, updateinfo_location
+from patchd.backends.rpm.updateinfo import RepoAdvisory
 from patchd.errors import CommandError, LockHeldError, PatchdError
 from patchd.transcript import Transcript
 
@@ -114,16 +114,9 @@ class Dnf5Backend(DnfBackend):
         """The advisories of the updateinfo.xml files dnf 5 keeps for enabled repositories."""
         repo_ids = list(dict.fromkeys(i for d in self.env.reposdirs for i in enabled_repo_ids(d)))
         dirs = dnf_repodata_dirs(self.env.cachedir, repo_ids)
-        if repo_ids and not dirs:
-            warnings.append(
-                f"dnf has no cached metadata in {self.env.cachedir}; run `patchd scan --refresh`"
-            )
-        found: list[RepoAdvisory] = []
-        for repodata in dirs.values():
-            path = updateinfo_location(repodata)
-            if path is not None:
-                found += read_updateinfo(path, wanted)
-        return found
+        return cached_updateinfo(
+            "dnf", self.env.cachedir, repo_ids, dirs, wanted=wanted, warnings=warnings
+        )
 
     # -- change ----------------------------------------------------------------------
 

@@ -273,20 +273,22 @@ class DnfBackend(Backend):
             return None
         return None
 
+    def _download_argv(self, specs: Sequence[str], keep_dir: Path) -> list[str]:
+        """The command that fetches installed versions (a reinstall, downloaded only)."""
+        return self.env.argv(
+            "reinstall",
+            "--downloadonly",
+            f"--downloaddir={keep_dir}",
+            "--setopt=strict=False",
+            *specs,
+        )
+
     def _download(self, specs: Sequence[str], keep_dir: Path, transcript: Transcript) -> None:
-        """Fetch installed versions from the repositories (a reinstall, downloaded only)."""
+        """Fetch installed versions from the repositories into ``keep_dir``."""
         self._wait_for_locks()
         try:
             self._run(
-                self.env.argv(
-                    "reinstall",
-                    "--downloadonly",
-                    f"--downloaddir={keep_dir}",
-                    "--setopt=strict=False",
-                    *specs,
-                ),
-                transcript,
-                timeout_s=DOWNLOAD_TIMEOUT_S,
+                self._download_argv(specs, keep_dir), transcript, timeout_s=DOWNLOAD_TIMEOUT_S
             )
         except LockHeldError:
             raise

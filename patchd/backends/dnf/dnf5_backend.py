@@ -35,12 +35,11 @@ from patchd.backends.dnf.listing import CheckUpdateEntry
 from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.updateinfo import RepoAdvisory
-from patchd.errors import CommandError, LockHeldError, PatchdError
+from patchd.errors import PatchdError
 from patchd.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
-DOWNLOAD_TIMEOUT_S = 3600.0
 # "Transaction failed: Failed to obtain rpm transaction lock. Another transaction is in
 # progress." (dnf5#2435). It names no holder; patchd's own wait does (/proc/locks).
 _LOCKED = re.compile(r"Failed to obtain rpm transaction lock")
@@ -128,19 +127,9 @@ class Dnf5Backend(DnfBackend):
         self._stop_advisory_listing()
         super()._forget_prefetched()
 
-    def _download(self, specs: Sequence[str], keep_dir: Path, transcript: Transcript) -> None:
-        """Fetch installed versions from the repositories with dnf 5's ``download``."""
-        self._wait_for_locks()
-        try:
-            self._run(
-                self.env.argv("download", f"--destdir={keep_dir}", "--skip-unavailable", *specs),
-                transcript,
-                timeout_s=DOWNLOAD_TIMEOUT_S,
-            )
-        except LockHeldError:
-            raise
-        except CommandError:
-            pass  # what was found is in keep_dir; the rest has no way back, and says so
+    def _download_argv(self, specs: Sequence[str], keep_dir: Path) -> list[str]:
+        """dnf 5's ``download`` of the installed versions."""
+        return self.env.argv("download", f"--destdir={keep_dir}", "--skip-unavailable", *specs)
 
     def _wait_for_locks(self) -> None:
         wait_for_rpm_locks(

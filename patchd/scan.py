@@ -89,10 +89,9 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
     now = session.clock()
     updates: list[Update] = []
     packages: list[InstalledPackage] = []
-    warnings = [f"backend {p}" for p in session.backend_problems]
     if not refresh:
-        for backend in session.backends:
-            backend.start_scan()  # the package managers list while patchd discovers
+        session.start_scans()  # the package managers list while patchd discovers
+    warnings = [f"backend {p}" for p in session.backend_problems]
     # Imported only now: discovery's modules load while the listings run.
     from patchd.discovery.inventory import discover
 

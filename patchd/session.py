@@ -43,6 +43,7 @@ class Session:
         self.state_dir = state_dir
         self.clock = clock
         self._store: StateStore | None = None
+        self._selected: tuple[list[Backend], list[str]] | None = None
 
     def __enter__(self) -> Session:
         return self
@@ -71,18 +72,34 @@ class Session:
             settings=self.config.backend_settings(name),
         )
 
-    @cached_property
-    def _selection(self) -> tuple[list[Backend], list[str]]:
-        return select_backends(self.profile, self._context_for, self.config.backends or None)
+    def _select(
+        self, found: Callable[[Backend], None] | None = None
+    ) -> tuple[list[Backend], list[str]]:
+        """Probe the backends once: the usable ones, and a problem line for each broken one."""
+        if self._selected is None:
+            self._selected = select_backends(
+                self.profile, self._context_for, self.config.backends or None, found
+            )
+        return self._selected
+
+    def start_scans(self) -> None:
+        """Start every usable backend's listing, each as soon as its probe finds it.
+
+        The listings then run while the scan does the rest of its work; the first one
+        starts before the other backends are probed.
+        """
+        self._select(found=lambda backend: backend.start_scan())
+        for backend in self.backends:  # probed earlier, or configured: start them now
+            backend.start_scan()  # a started listing is not started again
 
     @property
     def backends(self) -> list[Backend]:
         """The usable backends (broken ones are in :attr:`backend_problems`)."""
-        return self._selection[0]
+        return self._select()[0]
 
     @property
     def backend_problems(self) -> list[str]:
-        return self._selection[1]
+        return self._select()[1]
 
     def backend(self, name: str) -> Backend:
         for backend in self.backends:

@@ -6,8 +6,9 @@ service (``patchd/agent/service.py``) has patchd imported once and its backends 
 (``_preload``); each cycle it forks a worker, which opens a fresh ``Session`` and scans.
 So does this harness, in a child process run with the bench venv's Python (patchd
 installed as an administrator would have it): for each run it forks a worker that opens
-a ``Session``, calls ``scan(session)`` and exits, and times it from the fork to the
-worker's end. The listing command runs alternately, in the same environment. For
+a ``Session`` and calls ``scan(session)``, and times it from the fork to the scan's end,
+its sightings committed. (The agent's worker plans after the scan, then closes its
+session and exits: once a cycle, whatever the scan cost.) The listing command runs alternately, in the same environment. For
 information it also times ``scan(session)`` in one ``Session`` kept across runs, in the
 child itself (what ``patchd agent --once`` and platforms without ``fork`` do).
 
@@ -119,7 +120,13 @@ class _Child:
         return Session(self.config, self.target, self.state_dir)
 
     def worker_scan(self) -> tuple[float, int]:
-        """A cycle's worker: fork, a fresh Session, one scan; (seconds, updates found)."""
+        """A cycle's worker: fork, a fresh Session, one scan; (seconds, updates found).
+
+        Timed from the fork to ``scan`` returning, its sightings committed: the agent's
+        worker goes on to plan (and closes its session, and exits) after the scan, once
+        a cycle, whatever the scan found. ``time.perf_counter`` is the system's
+        monotonic clock, the same in both processes.
+        """
         from patchd.scan import scan
 
         read_end, write_end = os.pipe()
@@ -131,18 +138,19 @@ class _Child:
                 os.close(read_end)
                 with self.session() as session:
                     found = len(scan(session).updates)
-                os.write(write_end, str(found).encode())
+                    scanned = time.perf_counter()
+                os.write(write_end, json.dumps([scanned, found]).encode())
                 code = 0
             finally:
                 os._exit(code)
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
-            answer = pipe.read(64)
+            answer = pipe.read(256)
         _, status = os.waitpid(pid, 0)
-        elapsed = time.perf_counter() - started
         if status != 0 or not answer:
             raise SystemExit("bench: the scan's worker failed (run `patchd scan` to see why)")
-        return elapsed, int(answer)
+        scanned, found = json.loads(answer)
+        return scanned - started, int(found)
 
     def run_listing(self) -> float:
         started = time.perf_counter()

@@ -76,12 +76,16 @@ def select_backends(
     profile: OsProfile,
     context_for: Callable[[str], BackendContext],
     names: Sequence[str] | None = None,
+    found: Callable[[Backend], None] | None = None,
 ) -> tuple[list[Backend], list[str]]:
     """The usable backends, and a problem line for each broken one.
 
     With ``names`` (from the configuration) every named backend must be present.
     Without, the OS profile's backends are probed: absent ones are skipped quietly.
-    ``context_for(name)`` gives each backend its context.
+    ``context_for(name)`` gives each backend its context. Without ``names``,
+    ``found(backend)`` is called for each usable backend as soon as its probe says so,
+    before the next one is probed: a scan starts its listing there. (With ``names`` the
+    selection may still fail, so nothing is started before it is complete.)
     """
     wanted = list(names) if names else [n for n in profile.backends if n in BACKENDS]
     usable: list[Backend] = []
@@ -91,6 +95,8 @@ def select_backends(
         probe = backend.probe()
         if probe.status is ProbeStatus.PRESENT:
             usable.append(backend)
+            if found is not None and not names:
+                found(backend)
         elif probe.status is ProbeStatus.BROKEN or names:
             problems.append(f"{name}: {probe.status.value}: {probe.detail}")
     if names and problems:

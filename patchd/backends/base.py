@@ -158,7 +158,8 @@ class Backend(ABC):
     def start_scan(self) -> None:
         """Start listing updates in the background, so other work overlaps it.
 
-        A later :meth:`scan` (without ``refresh``) collects the result.
+        A later :meth:`scan` (without ``refresh``) collects the result. A listing already
+        started is not started again.
         """
         self.require()
         self._guard("start listing updates", self._start_listing)

@@ -30,6 +30,7 @@ from patchd.transcript import TranscriptEntry
 DB_NAME = "state.db"
 BUSY_TIMEOUT_MS = 30_000
 MAX_INVENTORY_ROWS = 500  # inventory history kept per endpoint
+LOOKUP_CHUNK = 200  # rows per batched look-up: 4 variables each, under SQLite's old limit of 999
 MAX_RUNS_LISTED = 1000
 MAX_TRANSCRIPT_OUTPUT_CHARS = 4 * 1024 * 1024  # per command
 
@@ -280,22 +281,29 @@ class StateStore:
                 ],
             )
             open_rows = db.execute(
-                "SELECT backend, name, arch, version FROM update_sightings WHERE installed_at IS NULL"
+                """SELECT backend, name, arch, version, first_seen FROM update_sightings
+                   WHERE installed_at IS NULL"""
             ).fetchall()
-            for backend, name, arch, version in open_rows:
+            first_seen = {}
+            for backend, name, arch, version, seen in open_rows:
                 if installed.get((backend, name, arch)) == version:
                     db.execute(
                         """UPDATE update_sightings SET installed_at = ? WHERE backend = ? AND name = ?
                            AND arch = ? AND version = ?""",
                         (stamp, backend, name, arch, version),
                     )
+                else:
+                    first_seen[backend, name, arch, version] = seen
             first: dict[str, datetime] = {}
             for u in updates:
-                (seen,) = db.execute(
-                    """SELECT first_seen FROM update_sightings WHERE backend = ? AND name = ?
-                       AND arch = ? AND version = ?""",
-                    (u.backend, u.name, u.arch, u.available_version),
-                ).fetchone()
+                key = (u.backend, u.name, u.arch, u.available_version)
+                seen = first_seen.get(key)
+                if seen is None:  # installed once before (then removed or rolled back)
+                    (seen,) = db.execute(
+                        """SELECT first_seen FROM update_sightings WHERE backend = ? AND name = ?
+                           AND arch = ? AND version = ?""",
+                        key,
+                    ).fetchone()
                 first[u.id] = parse_time(seen)
         return first
 
@@ -314,15 +322,21 @@ class StateStore:
 
     def cached_advisories(self, updates: Iterable[Update]) -> dict[str, Advisory]:
         """Advisories recorded earlier for these update versions, by update id."""
+        wanted = {(u.backend, u.name, u.arch, u.available_version): u.id for u in updates}
+        keys = list(wanted)
         found = {}
-        for u in updates:
-            row = self._db.execute(
-                """SELECT cves, severity, origin FROM advisories WHERE backend = ? AND name = ?
-                   AND arch = ? AND version = ?""",
-                (u.backend, u.name, u.arch, u.available_version),
-            ).fetchone()
-            if row is not None:
-                found[u.id] = Advisory(tuple(json.loads(row[0])), Severity(row[1]), row[2])
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            rows = self._db.execute(
+                f"""SELECT backend, name, arch, version, cves, severity, origin FROM advisories
+                    WHERE (backend, name, arch, version) IN
+                    (VALUES {", ".join(["(?, ?, ?, ?)"] * len(chunk))})""",  # noqa: S608 - placeholders
+                [field for key in chunk for field in key],
+            ).fetchall()
+            for backend, name, arch, version, cves, severity, origin in rows:
+                found[wanted[backend, name, arch, version]] = Advisory(
+                    tuple(json.loads(cves)), Severity(severity), origin
+                )
         return found
 
     def save_advisories(

@@ -217,6 +217,18 @@ def test_a_version_seen_installed_closes_its_sighting(store: StateStore) -> None
     assert store.sighting("apt", "openssl", "amd64", "9.9") is None
 
 
+def test_a_version_seen_again_after_its_install_keeps_its_first_sighting(
+    store: StateStore,
+) -> None:
+    store.record_scan([SECURITY], {}, T0)
+    store.record_scan([], {("apt", "openssl", "amd64"): "3.0.15-1"}, T1)  # installed
+    # Rolled back (or removed and installed older): the version is an update again.
+    again = store.record_scan([BUGFIX, SECURITY], {("apt", "openssl", "amd64"): "3.0.13-1"}, T2)
+
+    assert again == {SECURITY.id: T0, BUGFIX.id: T2}
+    assert installed_at(store, "openssl", "3.0.15-1") == format_time(T1)
+
+
 def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) -> None:
     assert store.last_scan() is None
 
@@ -280,6 +292,22 @@ def test_advisories_are_cached_per_update_version(store: StateStore) -> None:
     revised = Advisory(("CVE-2024-5535",), Severity.LOW, "tracker")
     store.save_advisories([SECURITY], {SECURITY.id: revised}, T1)
     assert store.cached_advisories([SECURITY]) == {SECURITY.id: revised}
+
+
+def test_advisories_are_looked_up_in_chunks(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "LOOKUP_CHUNK", 2)
+    updates = [update(f"lib{n}", f"1.{n}-1") for n in range(5)]
+    advisories = {
+        u.id: Advisory((f"CVE-2026-{1000 + n}",), Severity.IMPORTANT, "changelog")
+        for n, u in enumerate(updates)
+        if n != 3
+    }
+    store.save_advisories(updates, advisories, T0)
+
+    assert store.cached_advisories(updates) == advisories
+    assert store.cached_advisories([updates[3], update("lib9", "1.4-1")]) == {}
 
 
 # --- runs ------------------------------------------------------------------------------------

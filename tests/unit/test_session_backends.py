@@ -1,0 +1,124 @@
+"""How a session selects its backends and starts their listings (patchd/session.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from patchd import backends as registry
+from patchd.backends.base import Backend, Probe, ProbeStatus, ScanResult
+from patchd.config import AgentConfig
+from patchd.errors import BackendUnavailable
+from patchd.models import InstalledPackage
+from patchd.platforms import OsProfile
+from patchd.session import Session
+from patchd.target import Target
+
+EVENTS: list[str] = []
+
+
+class Recording(Backend):
+    """A backend whose probe result is its class's; it records what patchd asks of it."""
+
+    status: ClassVar[ProbeStatus]
+
+    def _probe(self) -> Probe:
+        EVENTS.append(f"probe {self.name}")
+        return Probe(self.status, "test")
+
+    started = False
+
+    def _start_listing(self) -> None:
+        if not self.started:  # as the real backends: one listing per scan
+            self.started = True
+            EVENTS.append(f"start {self.name}")
+
+    def _installed_packages(self) -> list[InstalledPackage]:
+        return []
+
+    def _list_updates(self) -> ScanResult:
+        return ScanResult(updates=())
+
+    def _install(self, *args: Any, **kwargs: Any) -> list[str]:
+        raise AssertionError("not used")
+
+
+class First(Recording):
+    name = "first"
+    status = ProbeStatus.PRESENT
+
+
+class Absent(Recording):
+    name = "absent"
+    status = ProbeStatus.ABSENT
+
+
+class Second(Recording):
+    name = "second"
+    status = ProbeStatus.PRESENT
+
+
+class Broken(Recording):
+    name = "broken"
+    status = ProbeStatus.BROKEN
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for cls in (First, Absent, Second, Broken):
+        monkeypatch.setitem(registry.BACKENDS, cls.name, f"{__name__}:{cls.__name__}")
+    EVENTS.clear()
+    yield
+    EVENTS.clear()
+
+
+def session(tmp_path: Path, configured: Sequence[str] = ()) -> Session:
+    config = dataclasses.replace(AgentConfig(), backends=tuple(configured))
+    made = Session(config, Target(tmp_path), tmp_path / "state")
+    profile = OsProfile(family="test", backends=("first", "absent", "broken", "second"))
+    made.__dict__["profile"] = profile  # the profile a real os-release would select
+    return made
+
+
+def test_each_listing_starts_as_soon_as_its_backend_is_found(tmp_path: Path) -> None:
+    s = session(tmp_path)
+
+    s.start_scans()
+    s.start_scans()  # a second call starts nothing again
+
+    assert EVENTS == [
+        "probe first",
+        "start first",  # before the others are probed: it runs while they are
+        "probe absent",
+        "probe broken",
+        "probe second",
+        "start second",
+    ]
+    assert [b.name for b in s.backends] == ["first", "second"]
+    assert s.backend_problems == ["broken: broken: test"]
+
+
+def test_backends_probed_before_are_started_without_probing_again(tmp_path: Path) -> None:
+    s = session(tmp_path)
+    assert [b.name for b in s.backends] == ["first", "second"]
+    EVENTS.clear()
+
+    s.start_scans()
+
+    assert EVENTS == ["start first", "start second"]
+
+
+def test_configured_backends_start_only_once_all_are_usable(tmp_path: Path) -> None:
+    s = session(tmp_path, configured=("first", "second"))
+    s.start_scans()
+    assert EVENTS == ["probe first", "probe second", "start first", "start second"]
+
+    EVENTS.clear()
+    failing = session(tmp_path, configured=("first", "broken"))
+    with pytest.raises(BackendUnavailable, match="broken: broken: test"):
+        failing.start_scans()
+    assert EVENTS == ["probe first", "probe broken"]  # no listing left running

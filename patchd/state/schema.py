@@ -161,4 +161,15 @@ MIGRATIONS: tuple[str, ...] = (
         count INTEGER NOT NULL
     );
     """,
+    # 5: an inventory's package list is kept once however many scans found it (most find
+    # the list the scan before them found), so the history no longer holds 500 copies of
+    # a list of thousands of packages. Rows kept before keep their lists inline.
+    """
+    CREATE TABLE package_lists (
+        sha256 TEXT PRIMARY KEY,
+        document TEXT NOT NULL
+    );
+    ALTER TABLE inventory ADD COLUMN packages_sha256 TEXT REFERENCES package_lists (sha256);
+    CREATE INDEX inventory_package_lists ON inventory (packages_sha256);
+    """,
 )

@@ -111,17 +111,33 @@ def new_run_id(now: datetime) -> str:
 class InventoryDocument:
     """An inventory as the history keeps it: canonical JSON text, and that text's SHA-256.
 
-    A scan serialises it while the package managers list (a thousand packages take a
-    few milliseconds) and records it after they end.
+    The package list is kept apart, once per distinct list: ``text`` holds the rest of
+    the inventory and ``packages_sha256``, the digest of ``packages`` (the list's own
+    canonical JSON), so the digest of ``text`` still covers the whole inventory. A scan
+    serialises it while the package managers list (a thousand packages take a few
+    milliseconds) and records it after they end.
     """
 
     text: str
     sha256: str
+    packages: str | None = None
+    packages_sha256: str | None = None
 
     @classmethod
     def of(cls, document: Mapping[str, Any]) -> InventoryDocument:
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        return cls(text, hashlib.sha256(text.encode()).hexdigest())
+        rest = dict(document)
+        listed = rest.pop("packages", None)
+        packages = packages_sha256 = None
+        if listed is not None:
+            packages = _canonical(listed)
+            packages_sha256 = hashlib.sha256(packages.encode()).hexdigest()
+            rest["packages_sha256"] = packages_sha256
+        text = _canonical(rest)
+        return cls(text, hashlib.sha256(text.encode()).hexdigest(), packages, packages_sha256)
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 class StateStore:
@@ -206,15 +222,47 @@ class StateStore:
 
     @staticmethod
     def _keep_inventory(db: sqlite3.Connection, inventory: InventoryDocument, stamp: str) -> None:
-        """Keep one inventory in the history (the oldest beyond the bound are dropped)."""
+        """Keep one inventory in the history (the oldest beyond the bound are dropped).
+
+        Its package list is stored unless an earlier inventory's was the same; a list
+        no inventory in the history points at any more goes with the last one that did.
+        """
+        if inventory.packages is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO package_lists (sha256, document) VALUES (?, ?)",
+                (inventory.packages_sha256, inventory.packages),
+            )
         db.execute(
-            "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
-            (stamp, inventory.sha256, inventory.text),
+            """INSERT INTO inventory (taken_at, sha256, document, packages_sha256)
+               VALUES (?, ?, ?, ?)""",
+            (stamp, inventory.sha256, inventory.text, inventory.packages_sha256),
         )
-        db.execute(
+        dropped = db.execute(
             "DELETE FROM inventory WHERE id <= (SELECT MAX(id) FROM inventory) - ?",
             (MAX_INVENTORY_ROWS,),
-        )
+        ).rowcount
+        if dropped:
+            db.execute(
+                """DELETE FROM package_lists WHERE sha256 NOT IN
+                   (SELECT packages_sha256 FROM inventory WHERE packages_sha256 IS NOT NULL)"""
+            )
+
+    def inventory_packages(self, inventory_id: int) -> list[dict[str, Any]] | None:
+        """The package list of one inventory in the history; ``None`` for an unknown id."""
+        row = self._db.execute(
+            """SELECT inventory.document, package_lists.document FROM inventory
+               LEFT JOIN package_lists ON package_lists.sha256 = inventory.packages_sha256
+               WHERE inventory.id = ?""",
+            (inventory_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        document, packages = row
+        if packages is not None:
+            listed: list[dict[str, Any]] = json.loads(packages)
+            return listed
+        inline: list[dict[str, Any]] = json.loads(document).get("packages", [])  # before v5
+        return inline
 
     def last_scan(self) -> dict[str, Any] | None:
         """When the last recorded scan ran, what it found pending, and its reboot state."""

@@ -491,6 +491,69 @@ def test_an_inventory_is_kept_as_canonical_json_with_its_digest(tmp_path: Path) 
     assert rows == [(hashlib.sha256(document.text.encode()).hexdigest(), document.text)]
 
 
+PACKAGES = [{"backend": "apt", "name": "openssl", "version": "3.0.13-1"}]
+NEWER = [{"backend": "apt", "name": "openssl", "version": "3.0.15-1"}]
+
+
+def inventory(hostname: str, packages: list[dict[str, str]]) -> InventoryDocument:
+    return InventoryDocument.of({"hostname": hostname, "packages": packages})
+
+
+def test_an_inventory_keeps_its_package_list_apart_under_its_digest() -> None:
+    document = inventory("h1", PACKAGES)
+
+    assert document.packages == ('[{"backend":"apt","name":"openssl","version":"3.0.13-1"}]')
+    assert document.packages_sha256 == hashlib.sha256(document.packages.encode()).hexdigest()
+    assert document.text == f'{{"hostname":"h1","packages_sha256":"{document.packages_sha256}"}}'
+    # The inventory's digest covers its packages: another list, another digest.
+    assert inventory("h1", NEWER).sha256 != document.sha256
+
+
+def test_each_package_list_is_kept_once_however_many_scans_find_it(store: StateStore) -> None:
+    for n, packages in enumerate([PACKAGES, PACKAGES, NEWER, PACKAGES]):
+        store.record_scan([], {}, T0 + timedelta(hours=n), inventory=inventory("h1", packages))
+
+    ids = [row[0] for row in store.query("SELECT id FROM inventory ORDER BY id")]
+    assert [store.inventory_packages(i) for i in ids] == [PACKAGES, PACKAGES, NEWER, PACKAGES]
+    assert store.query("SELECT COUNT(*) FROM package_lists") == [(2,)]
+    assert store.inventory_packages(max(ids) + 1) is None
+
+
+def test_a_package_list_goes_with_the_last_inventory_that_had_it(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MAX_INVENTORY_ROWS", 2)
+    for n, packages in enumerate([PACKAGES, NEWER, NEWER]):
+        store.record_scan([], {}, T0 + timedelta(hours=n), inventory=inventory("h1", packages))
+
+    assert store.inventory_count() == 2
+    assert store.query("SELECT document FROM package_lists") == [(inventory("h1", NEWER).packages,)]
+
+
+def test_inventories_kept_before_the_lists_were_apart_are_still_read(state_dir: Path) -> None:
+    """A database of schema 4 keeps its inventories; they are read as they were."""
+    state_dir.mkdir()
+    db = sqlite3.connect(state_dir / DB_NAME)
+    for number in range(4):
+        for statement in store_module._statements(MIGRATIONS[number]):
+            db.execute(statement)
+    old = '{"hostname":"h0","packages":[{"name":"openssl"}]}'
+    db.execute(
+        "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
+        (format_time(T0), hashlib.sha256(old.encode()).hexdigest(), old),
+    )
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+
+    with StateStore.open(state_dir) as store:
+        store.record_scan([], {}, T1, inventory=inventory("h1", PACKAGES))
+        assert store.inventory_packages(1) == [{"name": "openssl"}]
+        assert store.inventory_packages(2) == PACKAGES
+        assert (store.last_scan() or {})["hostname"] == "h1"
+    assert pragma(state_dir / DB_NAME, "user_version") == len(MIGRATIONS)
+
+
 class _Unreadable(dict[tuple[str, str, str], str]):
     """An installed set whose look-up fails half-way through recording a scan."""
 

@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMPS := .stamps
-# Debian packages the tests and the demo drive for real (see tests/README.md).
+# Debian packages the tests and the demo drive for real (see docs/development.md).
 DEBIAN_PACKAGES := apt-utils dpkg-dev busybox-static btrfs-progs snapper zfs-fuse \
-	rpm dnf createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd \
+	rpm dnf createrepo-c zypper pacman-package-manager makepkg libarchive-tools zstd zchunk \
 	flatpak postgresql chromium systemd man-db groff-base zsh fish shellcheck \
 	debootstrap systemd-container \
 	$(PACKAGE_BUILD_DEPS)

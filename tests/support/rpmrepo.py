@@ -174,18 +174,24 @@ def updateinfo_xml(advisories: Sequence[AdvisorySpec]) -> str:
     return "\n".join(out)
 
 
-def publish_repo(spec: RepoSpec, rpms: Sequence[Path], out_dir: Path) -> Path:
-    """A repository directory with ``rpms``, indexed, with ``spec``'s advisories added."""
+def publish_repo(
+    spec: RepoSpec, rpms: Sequence[Path], out_dir: Path, *, zchunk: bool = False
+) -> Path:
+    """A repository directory with ``rpms``, indexed, with ``spec``'s advisories added.
+
+    ``zchunk``: each metadata file in its zchunk form too, as Fedora's repositories have.
+    """
     repo = out_dir / spec.name
     repo.mkdir(parents=True, exist_ok=True)
     for rpm in rpms:
         shutil.copy2(rpm, repo / rpm.name)
-    _tool(["createrepo_c", "--quiet", str(repo)])
+    zck = ["--zck"] if zchunk else []
+    _tool(["createrepo_c", "--quiet", *zck, str(repo)])
     if spec.advisories:
         source = out_dir / f"{spec.name}-updateinfo" / "updateinfo.xml"
         source.parent.mkdir(parents=True, exist_ok=True)
         source.write_text(updateinfo_xml(spec.advisories))
-        _tool(["modifyrepo_c", "--mdtype=updateinfo", str(source), str(repo / "repodata")])
+        _tool(["modifyrepo_c", *zck, "--mdtype=updateinfo", str(source), str(repo / "repodata")])
     return repo
 
 

@@ -20,6 +20,7 @@ from patchd.backends.rpm.updateinfo import (
     read_updateinfo,
     updateinfo_location,
 )
+from tests.conftest import require
 from tests.support.rpmcatalogue import ADVISORIES
 from tests.support.rpmrepo import updateinfo_xml
 
@@ -120,7 +121,15 @@ def test_the_number_of_advisories_is_capped(monkeypatch: pytest.MonkeyPatch) -> 
         parse_updateinfo(io.BytesIO(updateinfo_xml(ADVISORIES).encode()))
 
 
-@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst", ""])
+def zchunk(path: Path) -> Path:
+    """``path`` compressed by zchunk's own tool, as ``path.zck``."""
+    require("zck")
+    out = path.with_name(path.name + ".zck")
+    subprocess.run(["zck", "-o", str(out), str(path)], check=True, timeout=60, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst", ".zck", ""])
 def test_every_compression_repositories_use_is_read(tmp_path: Path, suffix: str) -> None:
     data = updateinfo_xml(ADVISORIES).encode()
     path = tmp_path / f"updateinfo.xml{suffix}"
@@ -129,6 +138,9 @@ def test_every_compression_repositories_use_is_read(tmp_path: Path, suffix: str)
             pytest.skip("zstd is not installed")
         (tmp_path / "updateinfo.xml").write_bytes(data)
         subprocess.run(["zstd", "-q", str(tmp_path / "updateinfo.xml")], check=True, timeout=60)
+    elif suffix == ".zck":
+        (tmp_path / "updateinfo.xml").write_bytes(data)
+        zchunk(tmp_path / "updateinfo.xml")
     else:
         compressors: dict[str, Callable[[bytes], bytes]] = {
             ".gz": gzip.compress,
@@ -170,7 +182,6 @@ def test_a_location_outside_the_repository_is_not_followed(tmp_path: Path) -> No
 
 
 def test_a_real_createrepo_repository_is_located(tmp_path: Path) -> None:
-    from tests.conftest import require
     from tests.support.rpmrepo import RepoSpec, publish_repo
 
     require("createrepo_c", "modifyrepo_c")
@@ -178,3 +189,80 @@ def test_a_real_createrepo_repository_is_located(tmp_path: Path) -> None:
     found = updateinfo_location(repo / "repodata")
     assert found is not None
     assert len(read_updateinfo(found)) == len(ADVISORIES)
+
+
+# --- zchunk (Fedora's repositories; dnf fetches only this form with zchunk=True) ---------
+
+
+def _zchunk_repo(tmp_path: Path) -> Path:
+    from tests.support.rpmrepo import RepoSpec, publish_repo
+
+    require("createrepo_c", "modifyrepo_c")
+    return publish_repo(RepoSpec("r", (), ADVISORIES), [], tmp_path, zchunk=True) / "repodata"
+
+
+def _updateinfo_files(repodata: Path) -> dict[str, Path]:
+    return {p.name.rpartition(".")[2]: p for p in repodata.glob("*updateinfo.xml.*")}
+
+
+def test_the_plain_updateinfo_is_preferred_to_its_zchunk_form(tmp_path: Path) -> None:
+    repodata = _zchunk_repo(tmp_path)
+    files = _updateinfo_files(repodata)
+    assert "zck" in files
+    assert len(files) == 2  # createrepo_c wrote both forms
+
+    found = updateinfo_location(repodata)
+    assert found is not None
+    assert found.suffix != ".zck"
+
+
+def test_a_cache_with_only_the_zchunk_form_is_read(tmp_path: Path) -> None:
+    """What dnf keeps with zchunk=True: repomd.xml names both, only the .zck was fetched."""
+    repodata = _zchunk_repo(tmp_path)
+    for suffix, path in _updateinfo_files(repodata).items():
+        if suffix != "zck":
+            path.unlink()
+
+    found = updateinfo_location(repodata)
+    assert found is not None
+    assert found.suffix == ".zck"
+    advisories = read_updateinfo(found)
+    expected = parse_updateinfo(io.BytesIO(updateinfo_xml(ADVISORIES).encode()))
+    assert advisories == expected
+
+
+def test_a_damaged_zchunk_file_gives_no_advisories(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "updateinfo.xml").write_bytes(updateinfo_xml(ADVISORIES).encode())
+    path = zchunk(tmp_path / "updateinfo.xml")
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # in the last chunk: its digest no longer matches
+    path.write_bytes(bytes(data))
+
+    assert read_updateinfo(path) == []
+    assert "zchunk data unreadable" in caplog.text
+    assert path.read_bytes() == bytes(data)
+
+
+def test_a_zchunk_file_is_capped_like_the_others(tmp_path: Path) -> None:
+    (tmp_path / "updateinfo.xml").write_bytes(updateinfo_xml(ADVISORIES).encode())
+    path = zchunk(tmp_path / "updateinfo.xml")
+    with ui.open_metadata(path, 100) as f:
+        assert f.read(64) == updateinfo_xml(ADVISORIES).encode()[:64]  # decompressed
+        with pytest.raises(UpdateinfoError, match="larger than 100 bytes"):
+            f.read(64)
+
+
+def test_without_libzck_a_zchunk_file_is_skipped_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "updateinfo.xml").write_bytes(updateinfo_xml(ADVISORIES).encode())
+    path = zchunk(tmp_path / "updateinfo.xml")
+    monkeypatch.setattr(ui, "ZCK_LIBRARY", "libzck-not-here.so.0")
+    ui._libzck.cache_clear()
+    try:
+        assert read_updateinfo(path) == []
+    finally:
+        ui._libzck.cache_clear()
+    assert "libzck-not-here.so.0 (zchunk-libs) is not installed" in caplog.text

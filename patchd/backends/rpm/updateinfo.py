@@ -6,16 +6,23 @@ a ``<pkglist>`` of packages, each with an optional ``<reboot_suggested>``. An ad
 applies to an installed package older than a package it lists, as libsolv's generated
 conflicts say. The file is untrusted input: it is parsed by defusedxml (no DTDs, no
 entities, so no entity-expansion bombs), streamed, and capped in size and counts.
+
+Repositories compress it with gzip, bzip2, xz or zstd, and Fedora's also offer it as a
+zchunk file (``updateinfo_zck`` in ``repomd.xml``), the only form dnf fetches with its
+default ``zchunk=True``. patchd reads that with libzck, the library dnf's downloader
+(librepo) reads it with, so it is on every system whose dnf fetched one.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 from patchd import process
 from patchd.errors import PatchdError
@@ -28,6 +35,10 @@ MAX_PACKAGES_PER_ADVISORY = 50_000
 MAX_REFERENCES_PER_ADVISORY = 5_000
 MAX_REPOMD_BYTES = 1024 * 1024
 DECOMPRESS_TIMEOUT_S = 300.0
+ZCK_LIBRARY = "libzck.so.1"  # zchunk-libs (Fedora), libzck1 (Debian)
+ZCK_LOG_NONE = 4  # zck_log_type: libzck writes nothing to stderr; errors are asked for
+READ_CHUNK_BYTES = 65536
+UPDATEINFO_TYPES = ("updateinfo", "updateinfo_zck")  # in order of preference
 _TRUE = ("t", "T", "1")  # libsolv: the first character decides
 
 
@@ -54,29 +65,99 @@ class UpdateinfoError(Exception):
     """The file is not a readable updateinfo.xml (or exceeds patchd's limits)."""
 
 
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _Capped:
     """A binary stream that fails once more than ``limit`` bytes were read."""
 
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
+    def __init__(self, stream: _Readable, limit: int) -> None:
         self._stream = stream
+        self._limit = limit
         self._left = limit
 
     def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(65536 if size is None or size < 0 else size)
+        data = self._stream.read(READ_CHUNK_BYTES if size is None or size < 0 else size)
         self._left -= len(data)
         if self._left < 0:
-            raise UpdateinfoError(f"updateinfo.xml is larger than {MAX_XML_BYTES} bytes")
+            raise UpdateinfoError(f"updateinfo.xml is larger than {self._limit} bytes")
         return data
+
+
+@functools.cache
+def _libzck() -> Any:
+    """libzck, loaded once, with the prototypes of the functions patchd calls."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL(ZCK_LIBRARY)
+    except OSError:
+        raise UpdateinfoError(
+            f"it is a zchunk file and {ZCK_LIBRARY} (zchunk-libs) is not installed"
+        ) from None
+    ctx = ctypes.c_void_p
+    lib.zck_create.argtypes, lib.zck_create.restype = [], ctx
+    lib.zck_init_read.argtypes, lib.zck_init_read.restype = [ctx, ctypes.c_int], ctypes.c_bool
+    lib.zck_read.argtypes = [ctx, ctypes.c_char_p, ctypes.c_size_t]
+    lib.zck_read.restype = ctypes.c_ssize_t
+    lib.zck_get_error.argtypes, lib.zck_get_error.restype = [ctx], ctypes.c_char_p
+    lib.zck_free.argtypes, lib.zck_free.restype = [ctypes.POINTER(ctx)], None
+    lib.zck_set_log_level.argtypes, lib.zck_set_log_level.restype = [ctypes.c_int], None
+    lib.zck_set_log_level(ZCK_LOG_NONE)
+    return lib
+
+
+class _Zchunk:
+    """A zchunk file's data, decompressed by libzck, which checks each chunk's digest."""
+
+    def __init__(self, path: Path) -> None:
+        self._lib = _libzck()
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._ctx = self._lib.zck_create()
+        if not self._ctx or not self._lib.zck_init_read(self._ctx, self._fd):
+            problem = self._error()
+            self.close()
+            raise UpdateinfoError(f"not a readable zchunk file: {problem}")
+
+    def read(self, size: int = -1, /) -> bytes:
+        import ctypes
+
+        size = READ_CHUNK_BYTES if size < 0 else size
+        buffer = ctypes.create_string_buffer(size)
+        count = self._lib.zck_read(self._ctx, buffer, size)
+        if count < 0:
+            raise UpdateinfoError(f"zchunk data unreadable: {self._error()}")
+        return buffer.raw[:count]
+
+    def _error(self) -> str:
+        message = self._lib.zck_get_error(self._ctx) if self._ctx else None
+        return (message or b"libzck says nothing more").decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        import ctypes
+
+        if self._ctx:
+            self._lib.zck_free(ctypes.byref(ctypes.c_void_p(self._ctx)))
+            self._ctx = None
+        os.close(self._fd)
 
 
 @contextmanager
 def open_metadata(path: Path, limit: int = MAX_XML_BYTES) -> Iterator[_Capped]:
-    """``path`` decompressed by its suffix (.gz, .bz2, .xz, .zst), capped at ``limit`` bytes."""
+    """``path`` decompressed by its suffix (.gz, .bz2, .xz, .zst, .zck), capped at ``limit``."""
     import bz2  # the decompressors cost ~10 ms to import: only when a file is read
     import gzip
     import lzma
 
     suffix = path.suffix
+    if suffix == ".zck":
+        zchunk = _Zchunk(path)
+        try:
+            yield _Capped(zchunk, limit)
+        finally:
+            zchunk.close()
+        return
     if suffix == ".zst":  # no zstd in Python 3.11's standard library: the zstd tool
         with process.stream_stdout(
             ["zstd", "-dcq", str(path)], timeout_s=DECOMPRESS_TIMEOUT_S
@@ -178,19 +259,22 @@ def _advisory(update: object, wanted: frozenset[str] | None) -> RepoAdvisory | N
 
 
 def updateinfo_location(repodata_dir: Path) -> Path | None:
-    """The updateinfo file a ``repomd.xml`` in ``repodata_dir`` names, if any and present."""
-    href = _updateinfo_href(repodata_dir / "repomd.xml")
-    # The href is relative to the repository; never follow it elsewhere.
-    if href is None or ".." in href.parts or href.is_absolute() or not href.name:
-        return None
-    # dnf keeps the repository's layout; yum keeps the files beside repomd.xml.
-    for candidate in (repodata_dir.parent / href, repodata_dir / href.name):
-        if candidate.is_file():
-            return candidate
+    """The updateinfo file a ``repomd.xml`` in ``repodata_dir`` names, if any and present.
+
+    The plain (compressed) form is preferred; the zchunk form where only it was fetched.
+    """
+    for href in _updateinfo_hrefs(repodata_dir / "repomd.xml"):
+        # The href is relative to the repository; never follow it elsewhere.
+        if ".." in href.parts or href.is_absolute() or not href.name:
+            continue
+        # dnf keeps the repository's layout; yum keeps the files beside repomd.xml.
+        for candidate in (repodata_dir.parent / href, repodata_dir / href.name):
+            if candidate.is_file():
+                return candidate
     return None
 
 
-def _updateinfo_href(repomd: Path) -> Path | None:
+def _updateinfo_hrefs(repomd: Path) -> list[Path]:
     from xml.etree.ElementTree import ParseError
 
     from defusedxml import DefusedXmlException
@@ -204,14 +288,16 @@ def _updateinfo_href(repomd: Path) -> Path | None:
         root = fromstring(data)
     except (OSError, ParseError, DefusedXmlException, UpdateinfoError) as e:
         log.warning("%s not read (%s); its advisories are ignored", repomd, e)
-        return None
+        return []
+    hrefs: dict[str, Path] = {}
     for data_element in root:
-        if _local(data_element.tag) != "data" or data_element.get("type") != "updateinfo":
+        kind = data_element.get("type", "")
+        if _local(data_element.tag) != "data" or kind not in UPDATEINFO_TYPES:
             continue
         for location in data_element:
-            if _local(location.tag) == "location":
-                return Path(location.get("href", ""))
-    return None
+            if _local(location.tag) == "location" and kind not in hrefs:
+                hrefs[kind] = Path(location.get("href", ""))
+    return [hrefs[kind] for kind in UPDATEINFO_TYPES if kind in hrefs]
 
 
 def read_updateinfo(path: Path, wanted: frozenset[str] | None = None) -> list[RepoAdvisory]:

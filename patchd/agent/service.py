@@ -35,6 +35,7 @@ from patchd.agent.notify import Notifier, Watchdog
 from patchd.agent.schedule import EventQueue
 from patchd.config import AgentConfig, load_config
 from patchd.errors import PatchdError
+from patchd.filestate import FileState, state_of
 from patchd.policy.evaluate import Decision
 from patchd.policy.loader import LoadedPolicy
 from patchd.policy.planner import plan_for
@@ -63,9 +64,8 @@ RECHECK = "policy-recheck"
 PRELOADED = ("patchd.discovery.eol", "patchd.discovery.hardware", "patchd.discovery.machine")
 
 Task = Callable[[Session], float | None]  # returns seconds until something is due, or None
-# A file as a change would show: (device, inode, size, mtime, ctime); None when missing.
-FileState = tuple[int, int, int, int, int] | None
-PolicyFileState = tuple[FileState, FileState] | None  # the policy's and its .sig's; None: no file
+# The policy file's and its signature's states (None: missing), or None: no policy file.
+PolicyFileState = tuple[FileState | None, FileState | None] | None
 
 
 class Agent:
@@ -106,6 +106,7 @@ class Agent:
             self._inline = once or not hasattr(os, "fork")
             self._open()
             self._install_signal_handlers()
+            self._policy_seen = self._policy_file_state()  # the start task reads it
             self._task(self._start_task, "start")
             self.notifier.ready(self._summary())
             self.watchdog.start()
@@ -135,7 +136,7 @@ class Agent:
             elif event == REPORT:
                 self._report()
             elif event == POLICY_FILE:
-                self._reload_policy_file()
+                self._read_policy(fetch=False)
             elif event == RECHECK:
                 self._recheck_policy_file()
             elif event == FETCH:
@@ -147,11 +148,7 @@ class Agent:
             elif event == RELOAD:
                 self.notifier.reloading()
                 self._reload_config()
-                self._policy_seen = self._policy_file_state()
-                self._task(
-                    lambda session: self._reload_task(session, file=True, fetch=True), "reload"
-                )
-                self._schedule_cycle_soon()
+                self._read_policy(fetch=True)
                 # systemd keeps the unit "reloading" (and `systemctl reload` waiting) until
                 # READY=1 says the reload is over (sd_notify(3)).
                 self.notifier.ready(self._summary())
@@ -170,7 +167,6 @@ class Agent:
                 self.config.policy.file, lambda: self.events.post(POLICY_FILE)
             )
             self._watcher.start()
-            self._policy_seen = self._policy_file_state()  # the start task reads it
             self.events.after(RECHECK, self.config.policy.file_recheck_s)
         self._schedule_fetch()
         _preload(self.session)
@@ -361,10 +357,14 @@ class Agent:
             return None
         return None if due_in is None else float(due_in)
 
-    def _reload_policy_file(self) -> None:
-        """The policy file changed: offer it to the gate, then plan again."""
+    def _read_policy(self, *, fetch: bool) -> None:
+        """Offer the policy file (and, with ``fetch``, the policy URLs) to the gate; plan again.
+
+        What the file looked like just before it is read is kept: a later recheck reads
+        it again only if it changed since.
+        """
         self._policy_seen = self._policy_file_state()
-        self._task(lambda session: self._reload_task(session, file=True, fetch=False), "reload")
+        self._task(lambda session: self._reload_task(session, file=True, fetch=fetch), "reload")
         self._schedule_cycle_soon()
 
     def _recheck_policy_file(self) -> None:
@@ -379,14 +379,14 @@ class Agent:
             return
         if self._policy_file_state() != self._policy_seen:
             log.info("%s changed without a file event; reading it", self.config.policy.file)
-            self._reload_policy_file()
+            self._read_policy(fetch=False)
         self.events.after(RECHECK, self.config.policy.file_recheck_s)
 
     def _policy_file_state(self) -> PolicyFileState:
         path = self.config.policy.file
         if path is None:
             return None
-        return (_file_state(path), _file_state(detached_signature_path(path)))
+        return (state_of(path), state_of(detached_signature_path(path)))
 
     def _schedule_fetch(self) -> None:
         if self.config.policy.urls:
@@ -404,15 +404,6 @@ class Agent:
             policy = "no policy"
         due = self.events.due_in(CYCLE)
         return f"{policy}, next cycle in {int(due)} s" if due is not None else policy
-
-
-def _file_state(path: Path) -> FileState:
-    """What a change to ``path`` (followed through symlinks) changes, or None if unreadable."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _preload(session: Session) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from patchd import __version__
 from patchd.atomicfile import atomic_write_text
 from patchd.boundedread import read_bounded
+from patchd.filestate import signature
 from patchd.models import InstalledPackage
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,6 @@ MAX_MEMO_BYTES = 64 * 1024 * 1024  # ~60 bytes a package: far beyond any real sy
 # Coarse file-system clocks tick every few milliseconds (a jiffy; FAT: 2 s); a database
 # changed more recently than this is read again instead of remembered.
 SETTLE_S = 2.0
-
-
-def file_signature(name: str, st: os.stat_result, *, ctime: bool = True) -> str:
-    """What identifies one state of a file: where it is, which inode, its size and times.
-
-    ``ctime=False`` for a file whose status-change time moves on mere reads.
-    """
-    times = f"{st.st_mtime_ns}:{st.st_ctime_ns}" if ctime else f"{st.st_mtime_ns}"
-    return f"{name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{times}"
 
 
 def settled_fingerprint(
@@ -63,7 +55,7 @@ def settled_fingerprint(
         ctime = name not in ctime_moves_on_read
         if max(st.st_mtime, st.st_ctime if ctime else 0.0) > horizon:
             return None
-        parts.append(file_signature(name, st, ctime=ctime))
+        parts.append(signature(name, st, ctime=ctime))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

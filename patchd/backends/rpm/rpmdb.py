@@ -190,7 +190,9 @@ def database_fingerprint(db_path: Path) -> str | None:
     files = _database_files(db_path)
     if files is None:
         return None
-    parts = [f"{name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}" for name, st in files]
+    from patchd.filestate import signature
+
+    parts = [signature(name, st, ctime=False) for name, st in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from bench_agent import advisories_recorded
 from bench_agent import measure as measure_agent
-from bench_scan import measure_agent_scan
+from bench_scan import Row, measure_agent_scan, print_rows
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_VENV = REPO / ".stamps" / "bench-venv"
@@ -103,29 +102,12 @@ def main() -> int:
     version_s = [_time([patchd, "--version"]) for _ in range(STARTUP_RUNS)]
     bare_s = [_time([str(bindir / "python"), "-c", "pass"]) for _ in range(STARTUP_RUNS)]
 
-    ok = agent.worker_ratio <= SCAN_TARGET
-    agent_listing = statistics.median(agent.listing_s)
-    print(f"{'benchmark':<44}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
-    print(
-        f"{'agent scan vs apt list --upgradable':<44}{statistics.median(agent.worker_s):>9.3f}s"
-        f"{agent_listing:>9.3f}s{agent.worker_ratio:>8.2f}{'<= ' + str(SCAN_TARGET):>9}  "
-        f"{'PASS' if ok else 'FAIL'}"
-    )
-    print(
-        f"{'agent, one session, vs apt list --upgradable':<44}"
-        f"{statistics.median(agent.session_s):>9.3f}s{agent_listing:>9.3f}s"
-        f"{agent.session_ratio:>8.2f}{'(info)':>9}"
-    )
-    scan_median, list_median = statistics.median(scan_s), statistics.median(list_s)
-    print(
-        f"{'patchd scan (CLI) vs apt list --upgradable':<44}{scan_median:>9.3f}s"
-        f"{list_median:>9.3f}s{scan_median / list_median:>8.2f}{'(info)':>9}"
-    )
-    version, bare = statistics.median(version_s), statistics.median(bare_s)
-    print(
-        f"{'patchd --version vs python -c pass':<44}{version:>9.3f}s{bare:>9.3f}s"
-        f"{version / bare:>8.2f}{'(info)':>9}"
-    )
+    rows = [
+        *agent.rows("apt list --upgradable"),
+        Row("patchd scan (CLI) vs apt list --upgradable", scan_s, list_s),
+        Row("patchd --version vs python -c pass", version_s, bare_s),
+    ]
+    ok = print_rows(rows, SCAN_TARGET)
     all_ok = ok
     for what, measured, limit, agent_ratio, target in measure_agent(bindir):
         passed = agent_ratio <= float(target.removeprefix("<= "))
@@ -134,13 +116,8 @@ def main() -> int:
               f"{'PASS' if passed else 'FAIL'}")  # fmt: skip
     print(
         f"(medians of {RUNS} alternating warm runs; start-up over {STARTUP_RUNS} runs; "
-        f"agent scan runs: {', '.join(f'{s:.3f}' for s in agent.worker_s)}; "
-        f"one session: {', '.join(f'{s:.3f}' for s in agent.session_s)}; "
-        f"apt runs: {', '.join(f'{s:.3f}' for s in agent.listing_s)}; "
-        f"CLI scan runs: {', '.join(f'{s:.3f}' for s in scan_s)}; "
-        f"apt runs alongside the CLI: {', '.join(f'{s:.3f}' for s in list_s)}; "
-        "agent rows: MiB, % of a core, "
-        "CPU seconds per cycle)"
+        + "; ".join(row.runs() for row in rows)
+        + "; agent rows: MiB, % of a core, CPU seconds per cycle)"
     )
     return 0 if all_ok else 1
 

@@ -21,7 +21,6 @@ import hashlib
 import io
 import os
 import shutil
-import statistics
 import subprocess
 import tarfile
 import tempfile
@@ -30,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import REPO, _install  # the same non-editable installation as `make bench`
-from bench_scan import measure_agent_scan
+from bench_scan import Row, measure_agent_scan, print_rows
 
 INSTALLED = 1000
 REPOSITORY = {"core": 1500, "extra": 10500}  # packages per repository database
@@ -181,35 +180,15 @@ def main() -> int:
         for _ in range(RUNS):
             scan_s.append(_time(scan, env))
             list_s.append(_time(listing, env))
-    ok = agent.worker_ratio <= SCAN_TARGET
-    listing_median = statistics.median(agent.listing_s)
-    print(f"{'benchmark':<42}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
-    print(
-        f"{'agent scan vs pacman -Qu':<42}{statistics.median(agent.worker_s):>9.3f}s"
-        f"{listing_median:>9.3f}s{agent.worker_ratio:>8.2f}{'<= ' + str(SCAN_TARGET):>9}  "
-        f"{'PASS' if ok else 'FAIL'}"
-    )
-    print(
-        f"{'agent scan, one session, vs pacman -Qu':<42}{statistics.median(agent.session_s):>9.3f}s"
-        f"{listing_median:>9.3f}s{agent.session_ratio:>8.2f}{'(info)':>9}"
-    )
-    scan_median, list_median = statistics.median(scan_s), statistics.median(list_s)
-    print(
-        f"{'patchd scan (CLI) vs pacman -Qu':<42}{scan_median:>9.3f}s{list_median:>9.3f}s"
-        f"{scan_median / list_median:>8.2f}{'(info)':>9}"
-    )
+    rows = [*agent.rows("pacman -Qu"), Row("patchd scan (CLI) vs pacman -Qu", scan_s, list_s)]
+    ok = print_rows(rows, SCAN_TARGET)
     print(
         f"(medians of {RUNS} alternating warm runs on a root with {INSTALLED} installed "
         f"packages, {sum(REPOSITORY.values())} in the repositories, {UPDATES} updates; "
-        f"agent scan runs: {_runs(agent.worker_s)}; one session: {_runs(agent.session_s)}; "
-        f"pacman runs: {_runs(agent.listing_s)}; CLI runs: {_runs(scan_s)}; "
-        f"pacman runs alongside the CLI: {_runs(list_s)})"
+        + "; ".join(row.runs() for row in rows)
+        + ")"
     )
     return 0 if ok else 1
-
-
-def _runs(seconds: Sequence[float]) -> str:
-    return ", ".join(f"{s:.3f}" for s in seconds)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_scan import measure_agent_scan  # noqa: E402
+from bench_scan import Row, measure_agent_scan, print_rows  # noqa: E402
 
 from tests.support.rpmcatalogue import (  # noqa: E402
     base_specs,
@@ -84,20 +82,6 @@ def _zypper_root(work: Path, repos: dict[str, Path]) -> RpmRoot:
     return root
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the table: patchd's runs against the tool's, a verdict or information."""
-
-    what: str
-    patchd_s: list[float]
-    tool_s: list[float]
-    verdict: bool  # False: printed for information
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.patchd_s) / statistics.median(self.tool_s)
-
-
 def _listing_name(tool: str) -> str:
     return "dnf -C check-update" if tool == "dnf" else "zypper lu"
 
@@ -142,12 +126,9 @@ def _agent_rows(python: Path, tool: str, root: RpmRoot, work: Path) -> list[Row]
         listing_ok=(0, 100),
         expect=UPDATES,
     )
-    listing = _listing_name(tool)
     rows = [
-        Row(f"realistic: agent scan vs {listing}", agent.worker_s, agent.listing_s, True),
-        Row(
-            f"realistic: agent, one session, vs {listing}", agent.session_s, agent.listing_s, False
-        ),
+        Row(f"realistic: {row.what}", row.patchd_s, row.tool_s, row.verdict)
+        for row in agent.rows(_listing_name(tool))
     ]
     if tool == "zypper":
         rows.append(_zypper_floor(root))
@@ -205,29 +186,13 @@ def measure(bindir: Path | None = None, *, tiny: bool = True) -> list[Row]:
 def main(bindir: Path | None = None) -> int:
     """Print the ratio lines; exit status 1 if an agent scan misses its target."""
     rows = measure(bindir)
-    all_ok = any(row.verdict for row in rows)
-    print(f"{'benchmark':<52}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
-    for row in rows:
-        if row.verdict:
-            ok = row.ratio <= SCAN_TARGET
-            all_ok = all_ok and ok
-            target, verdict = f"<= {SCAN_TARGET}", "PASS" if ok else "FAIL"
-        else:
-            target, verdict = "(info)", ""
-        print(
-            f"{row.what:<52}{statistics.median(row.patchd_s):>9.3f}s"
-            f"{statistics.median(row.tool_s):>9.3f}s{row.ratio:>8.2f}{target:>9}  {verdict}"
-        )
+    all_ok = print_rows(rows, SCAN_TARGET, width=52) and any(row.verdict for row in rows)
     print(
         "(the verdict is on the agent's scan on the realistic roots: 1,000 installed, 4,150 in "
         f"the repositories, {UPDATES} updates; the rest is for information)"
     )
     for row in rows:
-        print(
-            f"({row.what}: medians of {RUNS} alternating warm runs; patchd runs: "
-            f"{', '.join(f'{s:.3f}' for s in row.patchd_s)}; tool runs: "
-            f"{', '.join(f'{s:.3f}' for s in row.tool_s)})"
-        )
+        print(f"(medians of {RUNS} alternating warm runs; {row.runs()})")
     return 0 if all_ok else 1
 
 

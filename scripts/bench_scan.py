@@ -52,13 +52,51 @@ class AgentScan:
     listing_s: list[float]
     updates: int
 
-    @property
-    def worker_ratio(self) -> float:
-        return statistics.median(self.worker_s) / statistics.median(self.listing_s)
+    def rows(self, listing: str) -> list[Row]:
+        """The verdict row (the forked worker's scan) and the one-session row (information)."""
+        return [
+            Row(f"agent scan vs {listing}", self.worker_s, self.listing_s, verdict=True),
+            Row(f"agent, one session, vs {listing}", self.session_s, self.listing_s),
+        ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a scan bench's table: patchd's runs against the tool's."""
+
+    what: str
+    patchd_s: list[float]
+    tool_s: list[float]
+    verdict: bool = False  # False: printed for information
 
     @property
-    def session_ratio(self) -> float:
-        return statistics.median(self.session_s) / statistics.median(self.listing_s)
+    def ratio(self) -> float:
+        return statistics.median(self.patchd_s) / statistics.median(self.tool_s)
+
+    def runs(self) -> str:
+        return f"{self.what}: patchd runs {_runs(self.patchd_s)}; tool runs {_runs(self.tool_s)}"
+
+
+def print_rows(rows: Sequence[Row], target: float, *, width: int = 44) -> bool:
+    """Print the table (medians, the ratio, the verdict); True if every verdict passed."""
+    all_ok = True
+    print(f"{'benchmark':<{width}}{'patchd':>10}{'limit':>10}{'ratio':>8}{'target':>9}  verdict")
+    for row in rows:
+        if row.verdict:
+            ok = row.ratio <= target
+            all_ok = all_ok and ok
+            limit, verdict = f"<= {target}", "PASS" if ok else "FAIL"
+        else:
+            limit, verdict = "(info)", ""
+        print(
+            f"{row.what:<{width}}{statistics.median(row.patchd_s):>9.3f}s"
+            f"{statistics.median(row.tool_s):>9.3f}s{row.ratio:>8.2f}{limit:>9}  {verdict}"
+        )
+    return all_ok
+
+
+def _runs(seconds: Sequence[float]) -> str:
+    return ", ".join(f"{s:.3f}" for s in seconds)
 
 
 def measure_agent_scan(

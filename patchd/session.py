@@ -88,9 +88,20 @@ class Session:
         The listings then run while the scan does the rest of its work; the first one
         starts before the other backends are probed.
         """
-        self._select(found=lambda backend: backend.start_scan())
-        for backend in self.backends:  # probed earlier, or configured: start them now
-            backend.start_scan()  # a started listing is not started again
+        started: list[Backend] = []
+
+        def start(backend: Backend) -> None:
+            backend.start_scan()  # a listing already started is not started again
+            started.append(backend)
+
+        try:
+            self._select(found=start)
+            for backend in self.backends:  # probed earlier, or configured: start them now
+                start(backend)
+        except BaseException:
+            for backend in started:  # no scan will collect them
+                backend.stop_scan()
+            raise
 
     @property
     def backends(self) -> list[Backend]:

@@ -164,6 +164,10 @@ class Backend(ABC):
         self.require()
         self._guard("start listing updates", self._start_listing)
 
+    def stop_scan(self) -> None:
+        """Stop a listing :meth:`start_scan` started, when no scan will collect it."""
+        self._stop_listing()
+
     def scan(self, *, refresh: bool = False, transcript: Transcript | None = None) -> ScanResult:
         """Updates available now; with ``refresh``, first update the repository metadata."""
         self.require()
@@ -323,6 +327,9 @@ class Backend(ABC):
 
     def _start_listing(self) -> None:
         """Begin the slow part of :meth:`_list_updates` in the background. Default: nothing."""
+
+    def _stop_listing(self) -> None:
+        """Stop what :meth:`_start_listing` began, if it still runs. Default: nothing."""
 
     def _failure_reasons(self, output: str) -> dict[str, str]:
         """Package name → why the manager says it failed, from its output. Default: none."""

@@ -375,12 +375,8 @@ class StateStore:
         found = {}
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start : start + LOOKUP_CHUNK]
-            rows = self._db.execute(
-                f"""SELECT backend, name, arch, version, cves, severity, origin FROM advisories
-                    WHERE (backend, name, arch, version) IN
-                    (VALUES {", ".join(["(?, ?, ?, ?)"] * len(chunk))})""",  # noqa: S608 - placeholders
-                [field for key in chunk for field in key],
-            ).fetchall()
+            fields = [field for key in chunk for field in key]
+            rows = self._db.execute(_advisories_lookup(len(chunk)), fields).fetchall()
             for backend, name, arch, version, cves, severity, origin in rows:
                 found[wanted[backend, name, arch, version]] = Advisory(
                     tuple(json.loads(cves)), Severity(severity), origin
@@ -581,6 +577,18 @@ class StateStore:
             TranscriptEntry(parse_time(r[0]), tuple(json.loads(r[1])), r[2], r[4], r[3])
             for r in rows
         ]
+
+
+def _advisories_lookup(count: int) -> str:
+    """The advisories of ``count`` update versions, each found by the table's key.
+
+    (A row-value ``IN (VALUES ...)`` would scan the whole table instead.)
+    """
+    keys = ", ".join(["(?, ?, ?, ?)"] * count)
+    return f"""WITH wanted (backend, name, arch, version) AS (VALUES {keys})
+        SELECT a.backend, a.name, a.arch, a.version, a.cves, a.severity, a.origin
+        FROM wanted JOIN advisories AS a ON a.backend = wanted.backend
+            AND a.name = wanted.name AND a.arch = wanted.arch AND a.version = wanted.version"""  # noqa: S608 - placeholders only
 
 
 def _statements(script: str) -> list[str]:

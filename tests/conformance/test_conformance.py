@@ -8,11 +8,14 @@ against the package manager's own database.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
+from patchd import process
 from patchd.backends.base import Outcome, ProbeStatus
 from patchd.errors import BackendError
 from patchd.models import Classification, PackageChange, Severity, Update
@@ -126,6 +129,31 @@ def test_security_metadata_comes_from_the_package_manager(fixture: Fixture) -> N
     ordinary = updates[fixture.ordinary.name]
     assert ordinary.classification is not Classification.SECURITY
     assert not ordinary.cves
+
+
+def test_a_listing_starts_once_and_a_stopped_one_leaves_nothing_running(
+    fixture: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan starts its listing early (``start_scan``); starting twice runs it once, and
+    a listing no scan will collect (``stop_scan``) is gone, with all it started."""
+    started: list[tuple[str, ...]] = []
+    start = process.start
+
+    def counted(argv: Sequence[str], **kwargs: Any) -> process.RunningCommand:
+        started.append(tuple(argv))
+        return start(argv, **kwargs)
+
+    monkeypatch.setattr(process, "start", counted)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    fixture.backend.start_scan()
+    once = list(started)
+    fixture.backend.start_scan()
+    assert started == once
+    fixture.backend.stop_scan()
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+
+    updates = _updates(fixture)  # the next scan lists afresh
+    assert {fixture.security.name, fixture.ordinary.name} <= updates.keys()
 
 
 def test_scan_changes_nothing(fixture: Fixture) -> None:

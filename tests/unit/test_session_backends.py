@@ -37,6 +37,11 @@ class Recording(Backend):
             self.started = True
             EVENTS.append(f"start {self.name}")
 
+    def _stop_listing(self) -> None:
+        if self.started:
+            self.started = False
+            EVENTS.append(f"stop {self.name}")
+
     def _installed_packages(self) -> list[InstalledPackage]:
         return []
 
@@ -67,19 +72,34 @@ class Broken(Recording):
     status = ProbeStatus.BROKEN
 
 
+class Exploding(Recording):
+    """A probe that fails with an error no probe expects (an unreadable database, say)."""
+
+    name = "exploding"
+    status = ProbeStatus.PRESENT
+
+    def _probe(self) -> Probe:
+        EVENTS.append(f"probe {self.name}")
+        raise PermissionError("the database cannot be read")
+
+
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for cls in (First, Absent, Second, Broken):
+    for cls in (First, Absent, Second, Broken, Exploding):
         monkeypatch.setitem(registry.BACKENDS, cls.name, f"{__name__}:{cls.__name__}")
     EVENTS.clear()
     yield
     EVENTS.clear()
 
 
-def session(tmp_path: Path, configured: Sequence[str] = ()) -> Session:
+def session(
+    tmp_path: Path,
+    configured: Sequence[str] = (),
+    profiled: Sequence[str] = ("first", "absent", "broken", "second"),
+) -> Session:
     config = dataclasses.replace(AgentConfig(), backends=tuple(configured))
     made = Session(config, Target(tmp_path), tmp_path / "state")
-    profile = OsProfile(family="test", backends=("first", "absent", "broken", "second"))
+    profile = OsProfile(family="test", backends=tuple(profiled))
     made.__dict__["profile"] = profile  # the profile a real os-release would select
     return made
 
@@ -122,3 +142,12 @@ def test_configured_backends_start_only_once_all_are_usable(tmp_path: Path) -> N
     with pytest.raises(BackendUnavailable, match="broken: broken: test"):
         failing.start_scans()
     assert EVENTS == ["probe first", "probe broken"]  # no listing left running
+
+
+def test_listings_started_are_stopped_when_a_later_probe_fails(tmp_path: Path) -> None:
+    s = session(tmp_path, profiled=("first", "exploding", "second"))
+
+    with pytest.raises(PermissionError, match="cannot be read"):
+        s.start_scans()
+
+    assert EVENTS == ["probe first", "start first", "probe exploding", "stop first"]

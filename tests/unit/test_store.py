@@ -310,6 +310,14 @@ def test_advisories_are_looked_up_in_chunks(
     assert store.cached_advisories([updates[3], update("lib9", "1.4-1")]) == {}
 
 
+def test_advisories_are_looked_up_by_the_tables_key(store: StateStore) -> None:
+    """The cache only grows: a look-up must not read the whole table."""
+    plan = store.query(f"EXPLAIN QUERY PLAN {store_module._advisories_lookup(3)}", ("x",) * 12)
+    steps = [row[-1] for row in plan]
+    assert any(s.startswith("SEARCH a USING") for s in steps), steps
+    assert not any(s.startswith("SCAN a") for s in steps), steps
+
+
 # --- runs ------------------------------------------------------------------------------------
 
 LIBFOO = PackageChange("apt", "libfoo", "amd64", "1.0-1", "1.1-1")

@@ -227,10 +227,13 @@ class AptBackend(Backend):
 
     # -- change ----------------------------------------------------------------------
 
-    def _refresh(self, transcript: Transcript) -> None:
-        if self._listing is not None:  # started before the metadata changes: worthless now
+    def _stop_listing(self) -> None:
+        if self._listing is not None:
             self._listing.stop()
             self._listing = None
+
+    def _refresh(self, transcript: Transcript) -> None:
+        self._stop_listing()  # started before the metadata changes: worthless now
         self._wait_for_locks()
         self._run(
             self.apt.apt_get_argv("update", lock_timeout_s=self._lock_wait_s),

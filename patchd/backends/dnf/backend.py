@@ -215,10 +215,14 @@ class DnfBackend(Backend):
 
     # -- change ----------------------------------------------------------------------
 
-    def _refresh(self, transcript: Transcript) -> None:
-        if self._listing is not None:  # started before the metadata changes: worthless now
+    def _stop_listing(self) -> None:
+        if self._listing is not None:
             self._listing.stop()
             self._listing = None
+        self._installed.stop()  # started with the listing
+
+    def _refresh(self, transcript: Transcript) -> None:
+        self._stop_listing()  # started before the metadata changes: worthless now
         self._wait_for_locks()
         for command in self.flavour.refresh:
             self._run(self.env.argv(*command), transcript, timeout_s=REFRESH_TIMEOUT_S)

@@ -36,7 +36,6 @@ from patchd.backends.dnf.repos import dnf_repodata_dirs, enabled_repo_ids
 from patchd.backends.rpm.locks import wait_for_rpm_locks
 from patchd.backends.rpm.updateinfo import RepoAdvisory
 from patchd.errors import PatchdError
-from patchd.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +118,9 @@ class Dnf5Backend(DnfBackend):
 
     # -- change ----------------------------------------------------------------------
 
-    def _refresh(self, transcript: Transcript) -> None:
+    def _stop_listing(self) -> None:
         self._stop_advisory_listing()
-        super()._refresh(transcript)
+        super()._stop_listing()
 
     def _forget_prefetched(self) -> None:
         self._stop_advisory_listing()

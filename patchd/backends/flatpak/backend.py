@@ -130,6 +130,12 @@ class FlatpakBackend(Backend):
                 process.start(updates, timeout_s=LIST_TIMEOUT_S, env=self.env),
             )
 
+    def _stop_listing(self) -> None:
+        if self._listing is not None:
+            for command in self._listing:
+                command.stop()
+            self._listing, self._scan_refs = None, None
+
     def _installed_packages(self) -> list[InstalledPackage]:
         return [InstalledPackage(r.name, r.commit, r.arch, self.name) for r in self._scanned_refs()]
 

@@ -201,10 +201,13 @@ class PacmanBackend(Backend):
 
     # -- change ----------------------------------------------------------------------
 
-    def _refresh(self, transcript: Transcript) -> None:
-        if self._listing is not None:  # started before the databases change: worthless now
+    def _stop_listing(self) -> None:
+        if self._listing is not None:
             self._listing.stop()
             self._listing = None
+
+    def _refresh(self, transcript: Transcript) -> None:
+        self._stop_listing()  # started before the metadata changes: worthless now
         self._installed = None
         self._wait_for_lock()
         self._run(self.pacman.change_argv("-Sy"), transcript, timeout_s=REFRESH_TIMEOUT_S)

@@ -274,6 +274,10 @@ class InstalledSnapshot:
                 self._memo.keep(self._fingerprint, packages)
         return packages
 
+    def stop(self) -> None:
+        """Stop a reading still running, and drop what was read: no scan will use it."""
+        self._drop()
+
     def forget(self) -> None:
         """Drop what was read, and the memo: the packages are about to change."""
         self._drop()

@@ -204,10 +204,14 @@ class ZypperBackend(Backend):
 
     # -- change ----------------------------------------------------------------------
 
-    def _refresh(self, transcript: Transcript) -> None:
+    def _stop_listing(self) -> None:
         if self._listing is not None:
             self._listing.stop()
             self._listing = None
+        self._installed.stop()  # started with the listing
+
+    def _refresh(self, transcript: Transcript) -> None:
+        self._stop_listing()  # started before the metadata changes: worthless now
         self._wait_for_locks()
         self._run(self.env.argv("refresh", refresh=True), transcript, timeout_s=REFRESH_TIMEOUT_S)
 

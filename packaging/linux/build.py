@@ -54,7 +54,10 @@ HOMEPAGE = "https://github.com/patchd/patchd"
 AGENT_UNIT = "patchd-agent.service"
 COLLECTOR_UNIT = "patchd-collector.service"
 # Bumped whenever the way CPython is configured or trimmed changes: it is part of the cache key.
-PYTHON_RECIPE = "1"
+PYTHON_RECIPE = "2"  # 2: the build directory scrubbed from sysconfig's records
+# What the shipped sysconfig data says CPython's source tree was (the build's own temporary
+# directory otherwise: never used by an installed interpreter, and it differs every build).
+BUILD_DIR_PLACEHOLDER = "/build/cpython"
 CONFIGURE = (
     f"--prefix={PY_PREFIX}",
     "--with-ensurepip=no",
@@ -318,7 +321,9 @@ def build_python(work: Path) -> Path:
     run(["make", f"-j{os.cpu_count() or 1}"], cwd=top)
     staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=_ensure(cache_dir())))
     run(["make", "install", f"DESTDIR={staging / 'root'}"], cwd=top)
-    _trim_python(staging / "root" / PY_PREFIX.lstrip("/"))
+    prefix = staging / "root" / PY_PREFIX.lstrip("/")
+    _trim_python(prefix)
+    _scrub_build_dir(prefix, top, prefix / "bin" / f"python{PY_VERSION}")
     info = {
         "cpython": lock.upstream_version,
         "source": f"{lock.source_package} {source.debian_version} ({lock.suite})",
@@ -360,6 +365,33 @@ def _trim_python(prefix: Path) -> None:
         (prefix / "bin" / tool).unlink(missing_ok=True)
     elves = [p for p in prefix.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
     run(["strip", "--strip-unneeded", *elves])
+
+
+_RECOMPILE = """
+import compileall, sys
+installed, *files = sys.argv[1:]
+for name in files:
+    for level in (0, 1, 2):  # as `make install` compiled them
+        if not compileall.compile_file(name, ddir=installed, force=True, quiet=1, optimize=level):
+            sys.exit(f"cannot compile {name}")
+"""
+
+
+def _scrub_build_dir(prefix: Path, build_dir: Path, python: Path) -> None:
+    """Replace the build directory where CPython's install records it, and recompile.
+
+    sysconfig keeps the source tree's path (``abs_srcdir``, ``abs_builddir`` and paths
+    under them) in ``_sysconfigdata_*.py`` and ``config-*/Makefile``. ``python`` (the
+    interpreter just built) compiles the changed module again, at each optimisation level,
+    under its installed name.
+    """
+    lib = prefix / "lib" / f"python{PY_VERSION}"
+    sysconfigdata = sorted(lib.glob("_sysconfigdata_*.py"))
+    for path in [*sysconfigdata, *lib.glob("config-*/Makefile")]:
+        data = path.read_bytes()
+        path.write_bytes(data.replace(str(build_dir).encode(), BUILD_DIR_PLACEHOLDER.encode()))
+    installed = f"{PY_PREFIX}/lib/python{PY_VERSION}"
+    run([python, "-I", "-c", _RECOMPILE, installed, *map(str, sysconfigdata)])
 
 
 def _is_elf(path: Path) -> bool:

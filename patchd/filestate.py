@@ -8,28 +8,37 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-FileState = tuple[int, ...]
 
+class FileState(NamedTuple):
+    """A file's device, inode, size, and modification and status-change times (ns)."""
 
-def file_state(st: os.stat_result, *, ctime: bool = True) -> FileState:
-    """Device, inode, size, modification and status-change times (nanoseconds).
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
 
-    ``ctime=False`` leaves out the status-change time, for a file whose status-change
-    time moves on mere reads.
-    """
-    found = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    return (*found, st.st_ctime_ns) if ctime else found
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileState:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def state_of(path: Path) -> FileState | None:
-    """:func:`file_state` of ``path``, followed through symlinks; ``None`` if unreadable."""
+    """The state of ``path``, followed through symlinks; ``None`` if it cannot be looked at."""
     try:
-        return file_state(os.stat(path))
+        return FileState.of(os.stat(path))
     except OSError:
         return None
 
 
-def signature(name: str, st: os.stat_result, *, ctime: bool = True) -> str:
-    """``name`` and its :func:`file_state` as one line of text, for a digest of several."""
-    return ":".join([name, *map(str, file_state(st, ctime=ctime))])
+def stat_line(name: str, st: os.stat_result, *, ctime: bool = True) -> str:
+    """``name`` and its state as one line of text, for a digest of several files.
+
+    ``ctime=False`` leaves out the status-change time, for a file whose status-change
+    time moves on mere reads.
+    """
+    state = FileState.of(st)
+    fields = state if ctime else state[:4]
+    return ":".join([name, *map(str, fields)])

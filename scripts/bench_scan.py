@@ -8,9 +8,12 @@ So does this harness, in a child process run with the bench venv's Python (patch
 installed as an administrator would have it): for each run it forks a worker that opens
 a ``Session`` and calls ``scan(session)``, and times it from the fork to the scan's end,
 its sightings committed. (The agent's worker plans after the scan, then closes its
-session and exits: once a cycle, whatever the scan cost.) The listing command runs alternately, in the same environment. For
-information it also times ``scan(session)`` in one ``Session`` kept across runs, in the
-child itself (what ``patchd agent --once`` and platforms without ``fork`` do).
+session and exits: once a cycle, whatever the scan cost. The time to the worker's exit
+is printed too, for information.) The listing command runs alternately, in the same
+environment. For information it also times ``scan(session)`` in one ``Session`` kept
+across runs, in the child itself (what ``patchd agent --once`` and platforms without
+``fork`` do); that session's database connection stays open meanwhile, as the agent's
+service keeps its own.
 
 ``patchd scan`` from the command line pays Python's start-up and its imports on top
 (~65 ms and ~300 ms here, more than ``pacman -Qu`` takes in all): the benches print that
@@ -48,14 +51,17 @@ class AgentScan:
     """Seconds per run: the forked worker's scan, the same Session's, and the listing."""
 
     worker_s: list[float]
+    exit_s: list[float]  # the same runs, to the worker's exit
     session_s: list[float]
     listing_s: list[float]
     updates: int
 
     def rows(self, listing: str) -> list[Row]:
-        """The verdict row (the forked worker's scan) and the one-session row (information)."""
+        """The verdict row (the forked worker's scan), and for information the same to the
+        worker's exit, and the scan in one kept session."""
         return [
             Row(f"agent scan vs {listing}", self.worker_s, self.listing_s, verdict=True),
+            Row(f"agent, to the worker's exit, vs {listing}", self.exit_s, self.listing_s),
             Row(f"agent, one session, vs {listing}", self.session_s, self.listing_s),
         ]
 
@@ -133,7 +139,9 @@ def measure_agent_scan(
     if proc.returncode != 0:
         raise SystemExit(f"bench: the agent scan's child failed: {proc.stderr.strip()[-2000:]}")
     found = json.loads(proc.stdout.strip().splitlines()[-1])
-    return AgentScan(found["worker_s"], found["session_s"], found["listing_s"], found["updates"])
+    return AgentScan(
+        found["worker_s"], found["exit_s"], found["session_s"], found["listing_s"], found["updates"]
+    )
 
 
 # -- the child ----------------------------------------------------------------------------
@@ -157,8 +165,10 @@ class _Child:
 
         return Session(self.config, self.target, self.state_dir)
 
-    def worker_scan(self) -> tuple[float, int]:
-        """A cycle's worker: fork, a fresh Session, one scan; (seconds, updates found).
+    def worker_scan(self) -> tuple[float, float, int]:
+        """A cycle's worker: fork, a fresh Session, one scan.
+
+        Seconds to the scan's end and to the worker's exit, and the updates found.
 
         Timed from the fork to ``scan`` returning, its sightings committed: the agent's
         worker goes on to plan (and closes its session, and exits) after the scan, once
@@ -185,10 +195,11 @@ class _Child:
         with os.fdopen(read_end, "rb") as pipe:
             answer = pipe.read(256)
         _, status = os.waitpid(pid, 0)
+        exited = time.perf_counter()
         if status != 0 or not answer:
             raise SystemExit("bench: the scan's worker failed (run `patchd scan` to see why)")
         scanned, found = json.loads(answer)
-        return scanned - started, int(found)
+        return scanned - started, exited - started, int(found)
 
     def run_listing(self) -> float:
         started = time.perf_counter()
@@ -222,16 +233,23 @@ class _Child:
     def measure(self) -> dict[str, list[float]]:
         from patchd.scan import scan
 
-        worker_s, session_s, listing_s = [], [], []
+        worker_s, exit_s, session_s, listing_s = [], [], [], []
         with self.session() as session:
             scan(session)  # this Session's first scan probes and opens what it keeps
             for _ in range(RUNS):
-                worker_s.append(self.worker_scan()[0])
+                scanned, exited, _ = self.worker_scan()
+                worker_s.append(scanned)
+                exit_s.append(exited)
                 listing_s.append(self.run_listing())
                 started = time.perf_counter()
                 scan(session)
                 session_s.append(time.perf_counter() - started)
-        return {"worker_s": worker_s, "session_s": session_s, "listing_s": listing_s}
+        return {
+            "worker_s": worker_s,
+            "exit_s": exit_s,
+            "session_s": session_s,
+            "listing_s": listing_s,
+        }
 
 
 def _child(request: dict[str, Any]) -> int:
@@ -240,7 +258,7 @@ def _child(request: dict[str, Any]) -> int:
     child = _Child(request)
     with child.session() as service_session:
         _preload(service_session)  # as the agent's service does before its first cycle
-    _, updates = child.worker_scan()
+    _, _, updates = child.worker_scan()
     if request["expect"] is not None and updates != request["expect"]:
         raise SystemExit(
             f"bench: the agent's scan found {updates} updates, expected {request['expect']}"

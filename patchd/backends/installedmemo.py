@@ -27,7 +27,7 @@ from pathlib import Path
 from patchd import __version__
 from patchd.atomicfile import atomic_write_text
 from patchd.boundedread import read_bounded
-from patchd.filestate import signature
+from patchd.filestate import stat_line
 from patchd.models import InstalledPackage
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def settled_fingerprint(
         ctime = name not in ctime_moves_on_read
         if max(st.st_mtime, st.st_ctime if ctime else 0.0) > horizon:
             return None
-        parts.append(signature(name, st, ctime=ctime))
+        parts.append(stat_line(name, st, ctime=ctime))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

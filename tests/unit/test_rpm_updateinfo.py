@@ -6,6 +6,7 @@ import bz2
 import gzip
 import io
 import lzma
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -266,3 +267,48 @@ def test_without_libzck_a_zchunk_file_is_skipped_with_the_reason(
     finally:
         ui._libzck.cache_clear()
     assert "libzck-not-here.so.0 (zchunk-libs) is not installed" in caplog.text
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"<updates/>", b"\x00ZCK1" + b"\xff" * 64], ids=["empty", "xml", "garbage"]
+)
+def test_a_file_that_is_not_zchunk_gives_no_advisories_and_keeps_no_descriptor(
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "updateinfo.xml.zck"
+    path.write_bytes(content)
+    before = _open_fds()
+
+    assert read_updateinfo(path) == []
+
+    assert "not a readable zchunk file" in caplog.text
+    assert _open_fds() == before
+
+
+def test_a_zchunk_file_over_the_bound_is_not_opened_by_libzck(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "updateinfo.xml").write_bytes(updateinfo_xml(ADVISORIES).encode())
+    path = zchunk(tmp_path / "updateinfo.xml")
+    monkeypatch.setattr(ui, "MAX_ZCK_BYTES", path.stat().st_size - 1)
+    before = _open_fds()
+
+    assert read_updateinfo(path) == []
+
+    assert f"larger than {path.stat().st_size - 1} bytes" in caplog.text
+    assert _open_fds() == before
+
+
+def test_a_zchunk_reader_closes_once(tmp_path: Path) -> None:
+    (tmp_path / "updateinfo.xml").write_bytes(updateinfo_xml(ADVISORIES).encode())
+    reader = ui._Zchunk(zchunk(tmp_path / "updateinfo.xml"))
+    before = _open_fds()
+    reader.close()
+    after = _open_fds()
+    reader.close()  # a second close must not close whatever took the descriptor's number
+    assert len(before - after) == 1
+    assert _open_fds() == after

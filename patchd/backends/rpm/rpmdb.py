@@ -18,6 +18,7 @@ from patchd import process
 from patchd.atomicfile import atomic_write_text
 from patchd.backends.installedmemo import InstalledMemo, settled_fingerprint
 from patchd.backends.rpm.versions import compare, evr
+from patchd.filestate import stat_line
 from patchd.models import InstalledPackage
 from patchd.target import Target
 
@@ -190,9 +191,7 @@ def database_fingerprint(db_path: Path) -> str | None:
     files = _database_files(db_path)
     if files is None:
         return None
-    from patchd.filestate import signature
-
-    parts = [signature(name, st, ctime=False) for name, st in files]
+    parts = [stat_line(name, st, ctime=False) for name, st in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -22,10 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from patchd import process
 from patchd.errors import PatchdError
+
+if TYPE_CHECKING:
+    import ctypes
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ MAX_REFERENCES_PER_ADVISORY = 5_000
 MAX_REPOMD_BYTES = 1024 * 1024
 DECOMPRESS_TIMEOUT_S = 300.0
 ZCK_LIBRARY = "libzck.so.1"  # zchunk-libs (Fedora), libzck1 (Debian)
+MAX_ZCK_BYTES = 256 * 1024 * 1024  # compressed; Fedora's updateinfo.xml.zck is ~10 MiB
 ZCK_LOG_NONE = 4  # zck_log_type: libzck writes nothing to stderr; errors are asked for
 READ_CHUNK_BYTES = 65536
 UPDATEINFO_TYPES = ("updateinfo", "updateinfo_zck")  # in order of preference
@@ -86,7 +90,7 @@ class _Capped:
 
 
 @functools.cache
-def _libzck() -> Any:
+def _libzck() -> ctypes.CDLL:
     """libzck, loaded once, with the prototypes of the functions patchd calls."""
     import ctypes
 
@@ -109,11 +113,20 @@ def _libzck() -> Any:
 
 
 class _Zchunk:
-    """A zchunk file's data, decompressed by libzck, which checks each chunk's digest."""
+    """A zchunk file's data, decompressed by libzck, which checks each chunk's digest.
+
+    The digests are in the file's own header: they catch damage, not forgery. The file
+    is as trustworthy as dnf made it, which checked it against ``repomd.xml`` before
+    keeping it, and parsed it with the same library.
+    """
 
     def __init__(self, path: Path) -> None:
         self._lib = _libzck()
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        size = os.fstat(self._fd).st_size
+        if size > MAX_ZCK_BYTES:
+            os.close(self._fd)
+            raise UpdateinfoError(f"the zchunk file is larger than {MAX_ZCK_BYTES} bytes")
         self._ctx = self._lib.zck_create()
         if not self._ctx or not self._lib.zck_init_read(self._ctx, self._fd):
             problem = self._error()
@@ -140,7 +153,9 @@ class _Zchunk:
         if self._ctx:
             self._lib.zck_free(ctypes.byref(ctypes.c_void_p(self._ctx)))
             self._ctx = None
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 @contextmanager

@@ -91,33 +91,36 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
     packages: list[InstalledPackage] = []
     if not refresh:
         session.start_scans()  # the package managers list while patchd discovers
-    warnings = [f"backend {p}" for p in session.backend_problems]
-    # Imported only now: discovery's modules load while the listings run.
-    from patchd.discovery.inventory import discover
+    try:
+        warnings = [f"backend {p}" for p in session.backend_problems]
+        # Imported only now: discovery's modules load while the listings run.
+        from patchd.discovery.inventory import discover
 
-    for backend in session.backends:
-        packages.extend(backend.installed_packages())
-    inventory = discover(
-        target=session.target,
-        os_info=session.os_info,
-        profile=session.profile,
-        packages=packages,
-        backends=session.backend_statuses(),
-        tags=session.config.tags,
-        now=now,
-        reboot_reasons=session.manager_reboot_reasons(),
-    )
-    document = None
-    if record:
-        with contextlib.suppress(StateError):  # said below, where recording fails
-            _ = session.store  # opened while the listings run, not after them
-        from patchd.state.store import InventoryDocument
+        for backend in session.backends:
+            packages.extend(backend.installed_packages())
+        inventory = discover(
+            target=session.target,
+            os_info=session.os_info,
+            profile=session.profile,
+            packages=packages,
+            backends=session.backend_statuses(),
+            tags=session.config.tags,
+            now=now,
+            reboot_reasons=session.manager_reboot_reasons(),
+        )
+        document = None
+        if record:
+            with contextlib.suppress(StateError):  # said below, where recording fails
+                _ = session.store  # opened while the listings run, not after them
+            from patchd.state.store import InventoryDocument
 
-        document = InventoryDocument.of(inventory.as_dict())  # serialised while they run
-    for backend in session.backends:
-        result = backend.scan(refresh=refresh, transcript=Transcript())
-        updates.extend(result.updates)
-        warnings.extend(result.warnings)
+            document = InventoryDocument.of(inventory.as_dict())  # serialised while they run
+        for backend in session.backends:
+            result = backend.scan(refresh=refresh, transcript=Transcript())
+            updates.extend(result.updates)
+            warnings.extend(result.warnings)
+    finally:
+        session.stop_scans()  # what a failure left running; nothing when all went well
     if not session.backends:
         warnings.append(f"no supported package manager found for {session.os_info.pretty_name}")
     first_seen: dict[str, datetime] = {}

@@ -6,6 +6,7 @@ Everything is looked up lazily and once, so a command pays only for what it uses
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import cached_property
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from patchd.discovery.reboot import RebootState
     from patchd.policy.gate import PolicyGate
     from patchd.state.store import StateStore
+
+log = logging.getLogger(__name__)
 
 
 class Session:
@@ -91,17 +94,21 @@ class Session:
         started: list[Backend] = []
 
         def start(backend: Backend) -> None:
+            started.append(backend)  # first: a start that fails half-way is stopped too
             backend.start_scan()  # a listing already started is not started again
-            started.append(backend)
 
         try:
             self._select(found=start)
             for backend in self.backends:  # probed earlier, or configured: start them now
                 start(backend)
         except BaseException:
-            for backend in started:  # no scan will collect them
-                backend.stop_scan()
+            _stop_scans(started)  # no scan will collect them
             raise
+
+    def stop_scans(self) -> None:
+        """Stop every listing started and not collected; nothing happens if there is none."""
+        if self._selected is not None:
+            _stop_scans(self._selected[0])
 
     @property
     def backends(self) -> list[Backend]:
@@ -155,3 +162,11 @@ class Session:
 
             self._store = StateStore.open(self.state_dir)
         return self._store
+
+
+def _stop_scans(backends: list[Backend]) -> None:
+    for backend in backends:
+        try:
+            backend.stop_scan()
+        except Exception:  # one that cannot be stopped must not keep the others running
+            log.warning("%s: its listing could not be stopped", backend.name, exc_info=True)

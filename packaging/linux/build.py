@@ -387,11 +387,24 @@ def _scrub_build_dir(prefix: Path, build_dir: Path, python: Path) -> None:
     """
     lib = prefix / "lib" / f"python{PY_VERSION}"
     sysconfigdata = sorted(lib.glob("_sysconfigdata_*.py"))
+    # configure records the directory as `pwd` says it: the physical path, when the
+    # temporary directory is reached through a symlink.
+    needles = {str(build_dir).encode(), str(build_dir.resolve()).encode()}
     for path in [*sysconfigdata, *lib.glob("config-*/Makefile")]:
         data = path.read_bytes()
-        path.write_bytes(data.replace(str(build_dir).encode(), BUILD_DIR_PLACEHOLDER.encode()))
+        for needle in needles:
+            data = data.replace(needle, BUILD_DIR_PLACEHOLDER.encode())
+        path.write_bytes(data)
     installed = f"{PY_PREFIX}/lib/python{PY_VERSION}"
     run([python, "-I", "-c", _RECOMPILE, installed, *map(str, sysconfigdata)])
+    for path in prefix.rglob("*"):  # a file a later CPython writes would be missed: say so
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            if any(needle in data for needle in needles):
+                raise BuildError(
+                    f"{path.relative_to(prefix)} still names the build directory {build_dir}: "
+                    "add it to _scrub_build_dir"
+                )
 
 
 def _is_elf(path: Path) -> bool:

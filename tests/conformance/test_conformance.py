@@ -147,6 +147,7 @@ def test_a_listing_starts_once_and_a_stopped_one_leaves_nothing_running(
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     fixture.backend.start_scan()
     once = list(started)
+    assert once  # every backend here lists in the background
     fixture.backend.start_scan()
     assert started == once
     fixture.backend.stop_scan()

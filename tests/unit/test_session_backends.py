@@ -12,7 +12,7 @@ import pytest
 from patchd import backends as registry
 from patchd.backends.base import Backend, Probe, ProbeStatus, ScanResult
 from patchd.config import AgentConfig
-from patchd.errors import BackendUnavailable
+from patchd.errors import BackendError, BackendUnavailable
 from patchd.models import InstalledPackage
 from patchd.platforms import OsProfile
 from patchd.session import Session
@@ -46,6 +46,7 @@ class Recording(Backend):
         return []
 
     def _list_updates(self) -> ScanResult:
+        self.started = False  # as the real backends: collected, nothing left running
         return ScanResult(updates=())
 
     def _install(self, *args: Any, **kwargs: Any) -> list[str]:
@@ -72,6 +73,37 @@ class Broken(Recording):
     status = ProbeStatus.BROKEN
 
 
+class HalfStarting(Recording):
+    """A start that fails after its listing began (a second process could not start)."""
+
+    name = "halfstarting"
+    status = ProbeStatus.PRESENT
+
+    def _start_listing(self) -> None:
+        super()._start_listing()
+        raise OSError("too many open files")
+
+
+class Unstoppable(Recording):
+    name = "unstoppable"
+    status = ProbeStatus.PRESENT
+
+    def _stop_listing(self) -> None:
+        EVENTS.append(f"cannot stop {self.name}")
+        raise RuntimeError("it would not stop")
+
+
+class FailingList(Recording):
+    """A listing that fails when the scan collects it."""
+
+    name = "failinglist"
+    status = ProbeStatus.PRESENT
+
+    def _list_updates(self) -> ScanResult:
+        self.started = False  # taken, then failed
+        raise BackendError("the listing failed")
+
+
 class Exploding(Recording):
     """A probe that fails with an error no probe expects (an unreadable database, say)."""
 
@@ -85,7 +117,7 @@ class Exploding(Recording):
 
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for cls in (First, Absent, Second, Broken, Exploding):
+    for cls in (First, Absent, Second, Broken, Exploding, HalfStarting, Unstoppable, FailingList):
         monkeypatch.setitem(registry.BACKENDS, cls.name, f"{__name__}:{cls.__name__}")
     EVENTS.clear()
     yield
@@ -151,3 +183,43 @@ def test_listings_started_are_stopped_when_a_later_probe_fails(tmp_path: Path) -
         s.start_scans()
 
     assert EVENTS == ["probe first", "start first", "probe exploding", "stop first"]
+
+
+def test_a_backend_whose_start_fails_half_way_is_stopped_with_the_others(tmp_path: Path) -> None:
+    s = session(tmp_path, profiled=("first", "halfstarting", "second"))
+
+    with pytest.raises(BackendError, match=r"could not start listing updates.*too many"):
+        s.start_scans()
+
+    assert EVENTS == [
+        "probe first",
+        "start first",
+        "probe halfstarting",
+        "start halfstarting",
+        "stop first",
+        "stop halfstarting",
+    ]
+
+
+def test_one_listing_that_cannot_be_stopped_keeps_neither_the_others_nor_the_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = session(tmp_path, profiled=("unstoppable", "first", "exploding"))
+
+    with pytest.raises(PermissionError, match="cannot be read"):  # the error that happened
+        s.start_scans()
+
+    assert EVENTS[-2:] == ["cannot stop unstoppable", "stop first"]
+    assert "unstoppable: its listing could not be stopped" in caplog.text
+
+
+def test_a_scan_that_fails_stops_the_listings_it_did_not_collect(tmp_path: Path) -> None:
+    from patchd.scan import scan
+
+    s = session(tmp_path, profiled=("failinglist", "first"))
+
+    with pytest.raises(BackendError, match="the listing failed"):
+        scan(s, record=False)
+
+    assert EVENTS[-1] == "stop first"
+    assert "stop failinglist" not in EVENTS  # collected (and failed): nothing left to stop

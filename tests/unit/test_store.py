@@ -314,8 +314,9 @@ def test_advisories_are_looked_up_by_the_tables_key(store: StateStore) -> None:
     """The cache only grows: a look-up must not read the whole table."""
     plan = store.query(f"EXPLAIN QUERY PLAN {store_module._advisories_lookup(3)}", ("x",) * 12)
     steps = [row[-1] for row in plan]
-    assert any(s.startswith("SEARCH a USING") for s in steps), steps
-    assert not any(s.startswith("SCAN a") for s in steps), steps
+    table = r"(TABLE advisories AS )?a\b"  # SQLite before 3.36 names the table too
+    assert any(re.match(f"SEARCH {table}", step) for step in steps), steps
+    assert not any(re.match(f"SCAN {table}", step) for step in steps), steps
 
 
 # --- runs ------------------------------------------------------------------------------------

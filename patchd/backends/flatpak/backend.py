@@ -125,10 +125,13 @@ class FlatpakBackend(Backend):
             self._scan_refs = None
             installed = self._flatpak("list", f"--columns={LIST_COLUMNS}")
             updates = self._flatpak("remote-ls", "--updates", f"--columns={UPDATE_COLUMNS}")
-            self._listing = (
-                process.start(installed, timeout_s=LIST_TIMEOUT_S, env=self.env),
-                process.start(updates, timeout_s=LIST_TIMEOUT_S, env=self.env),
-            )
+            first = process.start(installed, timeout_s=LIST_TIMEOUT_S, env=self.env)
+            try:
+                second = process.start(updates, timeout_s=LIST_TIMEOUT_S, env=self.env)
+            except BaseException:
+                first.stop()  # nothing else would: the pair is kept only once both run
+                raise
+            self._listing = (first, second)
 
     def _stop_listing(self) -> None:
         if self._listing is not None:

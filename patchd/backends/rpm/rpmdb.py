@@ -274,8 +274,11 @@ class InstalledSnapshot:
         return packages
 
     def stop(self) -> None:
-        """Stop a reading still running, and drop what was read: no scan will use it."""
-        self._drop()
+        """Stop a reading still running (no scan will use it); what was read is kept."""
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
+            self._fingerprint = None
 
     def forget(self) -> None:
         """Drop what was read, and the memo: the packages are about to change."""

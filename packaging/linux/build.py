@@ -54,7 +54,7 @@ HOMEPAGE = "https://github.com/patchd/patchd"
 AGENT_UNIT = "patchd-agent.service"
 COLLECTOR_UNIT = "patchd-collector.service"
 # Bumped whenever the way CPython is configured or trimmed changes: it is part of the cache key.
-PYTHON_RECIPE = "2"  # 2: the build directory scrubbed from sysconfig's records
+PYTHON_RECIPE = "3"  # 2: the build directory scrubbed from sysconfig's records; 3: and checked
 # What the shipped sysconfig data says CPython's source tree was (the build's own temporary
 # directory otherwise: never used by an installed interpreter, and it differs every build).
 BUILD_DIR_PLACEHOLDER = "/build/cpython"

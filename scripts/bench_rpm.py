@@ -8,7 +8,8 @@ scripts/bench_scan.py), against ``dnf -C check-update`` (dnf on the metadata it 
 patchd's scan) and ``zypper --no-refresh list-updates``, alternately, warm, medians of N
 runs each (target ≤ 1.25: the verdict). For information: the same scan in one session
 kept across runs; the listing patchd asks zypper for (``--xmlout``, packages and
-patches) against ``zypper lu``, a floor under zypper's ratio; ``patchd --root R scan
+patches) against ``zypper lu``, a floor under zypper's ratio, and the agent's scan against
+that listing (what patchd adds to the command it runs); ``patchd --root R scan
 --json`` from the command line (Python's start-up and imports included), on that root
 and on the tests' tiny catalogue (tests/support/rpmcatalogue.py), where the tools answer
 in less time than any Python program takes to start.
@@ -132,7 +133,31 @@ def _agent_rows(python: Path, tool: str, root: RpmRoot, work: Path) -> list[Row]
     ]
     if tool == "zypper":
         rows.append(_zypper_floor(root))
+        # The same scan against the listing patchd itself runs: what patchd adds to it.
+        own = measure_agent_scan(
+            python,
+            root=root.path,
+            config=config,
+            state_dir=work / "agent-state-zypper-xml",
+            listing=_zypper_xml_listing(root),
+            env={**os.environ, "LC_ALL": "C", **root.env},
+            listing_ok=(0, 100),
+            expect=UPDATES,
+        )
+        rows.append(
+            Row(
+                "realistic: agent scan vs zypper's XML listing",
+                own.worker_s,
+                own.listing_s,
+            )
+        )
     return rows
+
+
+def _zypper_xml_listing(root: RpmRoot) -> list[str]:
+    """The listing patchd's zypper backend runs (patchd/backends/zypper)."""
+    return ["zypper", "--non-interactive", "--xmlout", "--no-refresh", "--root", str(root.path),
+            "list-updates", "-t", "package", "-t", "patch"]  # fmt: skip
 
 
 def _zypper_floor(root: RpmRoot) -> Row:
@@ -143,8 +168,7 @@ def _zypper_floor(root: RpmRoot) -> Row:
     this is a floor under the agent's ratio that no work in patchd can lower.
     """
     env = {**os.environ, "LC_ALL": "C", **root.env}
-    xml = ["zypper", "--non-interactive", "--xmlout", "--no-refresh", "--root", str(root.path),
-           "list-updates", "-t", "package", "-t", "patch"]  # fmt: skip
+    xml = _zypper_xml_listing(root)
     plain = _zypper_listing(root)
     for _ in range(WARM_RUNS):
         _time(xml, env, ok=(0, 100))

@@ -27,7 +27,8 @@ def _check(value: str) -> None:
     # in a real one and would make the ordering meaningless.
     if not value or len(value) > MAX_VERSION_CHARS:
         raise ValueError(f"invalid rpm version {value[:40]!r}")
-    if any(c.isspace() or not c.isprintable() for c in value):
+    # (The only white space str.isprintable accepts is the ASCII space.)
+    if not value.isprintable() or " " in value:
         raise ValueError(f"invalid rpm version {value[:40]!r}")
     epoch, sep, rest = value.partition(":")
     if sep and (not epoch.isdigit() or not rest):

@@ -100,19 +100,12 @@ def update_item(plan: Plan, decision: UpdateDecision, first_seen: FirstSeen) -> 
 
 def still_pending(store: StateStore, plan: Plan) -> list[UpdateDecision]:
     """The plan's decisions minus updates installed since the scan (by the cycle's run)."""
-    installed = {
-        (b, n, a, v)
-        for b, n, a, v in store.query(
-            """SELECT backend, name, arch, version FROM update_sightings
-               WHERE installed_at IS NOT NULL"""
-        )
-    }
-    return [
-        d
-        for d in plan.decisions
-        if (d.update.backend, d.update.name, d.update.arch, d.update.available_version)
-        not in installed
-    ]
+
+    def key(d: UpdateDecision) -> tuple[str, str, str, str]:
+        return (d.update.backend, d.update.name, d.update.arch, d.update.available_version)
+
+    installed = store.installed_among(key(d) for d in plan.decisions)
+    return [d for d in plan.decisions if key(d) not in installed]
 
 
 def updates_section(

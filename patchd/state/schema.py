@@ -172,4 +172,19 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inventory ADD COLUMN packages_sha256 TEXT REFERENCES package_lists (sha256);
     CREATE INDEX inventory_package_lists ON inventory (packages_sha256);
     """,
+    # 6: a sighting no scan lists any more, and that was not installed (a newer version
+    # came first, or the repository dropped it), is marked unlisted: each scan reads only
+    # the pending ones, which would otherwise grow for ever. Listed again, it is pending
+    # again, with its first sighting. Cached advisories are kept only while pending.
+    """
+    ALTER TABLE update_sightings ADD COLUMN unlisted_at TEXT;
+    DROP INDEX sightings_open;
+    CREATE INDEX sightings_pending ON update_sightings (installed_at, unlisted_at);
+    DELETE FROM advisories WHERE NOT EXISTS (
+        SELECT 1 FROM update_sightings AS s
+        WHERE s.backend = advisories.backend AND s.name = advisories.name
+            AND s.arch = advisories.arch AND s.version = advisories.version
+            AND s.installed_at IS NULL
+    );
+    """,
 )

@@ -301,8 +301,10 @@ class StateStore:
         """Record that ``updates`` were seen now; return each one's first sighting.
 
         Earlier sightings whose version is now installed (by patchd or by anyone else)
-        are marked installed, which closes their time to patch. The scan's ``inventory``
-        goes into the history in the same transaction (one commit, one fsync, a scan).
+        are marked installed, which closes their time to patch; the other pending ones
+        this scan no longer lists are marked unlisted (pending again if listed again).
+        Their cached advisories go. The scan's ``inventory`` goes into the history in
+        the same transaction (one commit, one fsync, a scan).
         """
         stamp = format_time(now)
         with self._transaction() as db:
@@ -313,7 +315,7 @@ class StateStore:
                        severity, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (backend, name, arch, version) DO UPDATE SET
                        last_seen = excluded.last_seen, classification = excluded.classification,
-                       severity = excluded.severity""",
+                       severity = excluded.severity, unlisted_at = NULL""",
                 [
                     (
                         u.backend,
@@ -328,25 +330,33 @@ class StateStore:
                     for u in updates
                 ],
             )
-            open_rows = db.execute(
+            pending = db.execute(
                 """SELECT backend, name, arch, version, first_seen FROM update_sightings
-                   WHERE installed_at IS NULL"""
+                   WHERE installed_at IS NULL AND unlisted_at IS NULL"""
             ).fetchall()
+            listed = {(u.backend, u.name, u.arch, u.available_version) for u in updates}
             first_seen = {}
-            for backend, name, arch, version, seen in open_rows:
+            closed: dict[str, list[tuple[str, str, str, str]]] = {"installed": [], "unlisted": []}
+            for backend, name, arch, version, seen in pending:
+                key = (backend, name, arch, version)
                 if installed.get((backend, name, arch)) == version:
-                    db.execute(
-                        """UPDATE update_sightings SET installed_at = ? WHERE backend = ? AND name = ?
-                           AND arch = ? AND version = ?""",
-                        (stamp, backend, name, arch, version),
-                    )
+                    closed["installed"].append(key)
+                elif key not in listed:
+                    closed["unlisted"].append(key)
                 else:
-                    first_seen[backend, name, arch, version] = seen
+                    first_seen[key] = seen
+            for column, keys in closed.items():
+                db.executemany(
+                    f"""UPDATE update_sightings SET {column}_at = ? WHERE backend = ?
+                        AND name = ? AND arch = ? AND version = ?""",  # noqa: S608 - fixed names
+                    [(stamp, *key) for key in keys],
+                )
+                _forget_advisories(db, keys)
             first: dict[str, datetime] = {}
             for u in updates:
                 key = (u.backend, u.name, u.arch, u.available_version)
                 seen = first_seen.get(key)
-                if seen is None:  # installed once before (then removed or rolled back)
+                if seen is None:  # installed once before (then removed), or listed again
                     (seen,) = db.execute(
                         """SELECT first_seen FROM update_sightings WHERE backend = ? AND name = ?
                            AND arch = ? AND version = ?""",
@@ -354,6 +364,19 @@ class StateStore:
                     ).fetchone()
                 first[u.id] = parse_time(seen)
         return first
+
+    def installed_among(
+        self, keys: Iterable[tuple[str, str, str, str]]
+    ) -> set[tuple[str, str, str, str]]:
+        """Which of these update versions (backend, name, arch, version) are installed."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[tuple[str, str, str, str]] = set()
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
+            fields = [field for key in chunk for field in key]
+            rows = self._db.execute(_keyed("update_sightings", len(chunk)), fields).fetchall()
+            found.update((b, n, a, v) for b, n, a, v, done in rows if done is not None)
+        return found
 
     def sighting(self, backend: str, name: str, arch: str, version: str) -> dict[str, Any] | None:
         """The recorded sighting of one update version, or ``None``."""
@@ -376,7 +399,7 @@ class StateStore:
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start : start + LOOKUP_CHUNK]
             fields = [field for key in chunk for field in key]
-            rows = self._db.execute(_advisories_lookup(len(chunk)), fields).fetchall()
+            rows = self._db.execute(_keyed("advisories", len(chunk)), fields).fetchall()
             for backend, name, arch, version, cves, severity, origin in rows:
                 found[wanted[backend, name, arch, version]] = Advisory(
                     tuple(json.loads(cves)), Severity(severity), origin
@@ -498,11 +521,13 @@ class StateStore:
                     (r.outcome.value, r.found_version, r.detail, run_id, c.backend, c.name, c.arch),
                 )
                 if r.outcome.value == "done":
+                    key = (c.backend, c.name, c.arch, c.to_version)
                     db.execute(
                         """UPDATE update_sightings SET installed_at = COALESCE(installed_at, ?)
                            WHERE backend = ? AND name = ? AND arch = ? AND version = ?""",
-                        (stamp, c.backend, c.name, c.arch, c.to_version),
+                        (stamp, *key),
                     )
+                    _forget_advisories(db, [key])
 
     def finish_run(self, run_id: str, status: str, notes: Sequence[str], now: datetime) -> None:
         with self._transaction() as db:
@@ -579,16 +604,26 @@ class StateStore:
         ]
 
 
-def _advisories_lookup(count: int) -> str:
-    """The advisories of ``count`` update versions, each found by the table's key.
+def _forget_advisories(db: sqlite3.Connection, keys: Sequence[tuple[str, str, str, str]]) -> None:
+    """Drop the cached advisories of update versions no longer pending."""
+    db.executemany(
+        "DELETE FROM advisories WHERE backend = ? AND name = ? AND arch = ? AND version = ?",
+        keys,
+    )
+
+
+def _keyed(table: str, count: int) -> str:
+    """Rows of ``table`` (advisories, update_sightings) for ``count`` update versions,
+    each found by the table's key; the columns a caller reads follow the key.
 
     (A row-value ``IN (VALUES ...)`` would scan the whole table instead.)
     """
+    columns = {"advisories": "t.cves, t.severity, t.origin", "update_sightings": "t.installed_at"}
     keys = ", ".join(["(?, ?, ?, ?)"] * count)
     return f"""WITH wanted (backend, name, arch, version) AS (VALUES {keys})
-        SELECT a.backend, a.name, a.arch, a.version, a.cves, a.severity, a.origin
-        FROM wanted JOIN advisories AS a ON a.backend = wanted.backend
-            AND a.name = wanted.name AND a.arch = wanted.arch AND a.version = wanted.version"""  # noqa: S608 - placeholders only
+        SELECT t.backend, t.name, t.arch, t.version, {columns[table]}
+        FROM wanted JOIN {table} AS t ON t.backend = wanted.backend
+            AND t.name = wanted.name AND t.arch = wanted.arch AND t.version = wanted.version"""  # noqa: S608 - fixed names, placeholders
 
 
 def _statements(script: str) -> list[str]:

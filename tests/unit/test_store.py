@@ -229,6 +229,83 @@ def test_a_version_seen_again_after_its_install_keeps_its_first_sighting(
     assert installed_at(store, "openssl", "3.0.15-1") == format_time(T1)
 
 
+def unlisted_at(store: StateStore, name: str, version: str) -> str | None:
+    (row,) = store.query(
+        "SELECT unlisted_at FROM update_sightings WHERE name = ? AND version = ?", (name, version)
+    )
+    return row[0]  # type: ignore[no-any-return]
+
+
+def test_a_version_no_scan_lists_any_more_is_unlisted_and_pending_again_if_listed(
+    store: StateStore,
+) -> None:
+    older = update(version="3.0.14-1")
+    store.record_scan([older, BUGFIX], {}, T0)
+    store.record_scan([SECURITY, BUGFIX], {}, T1)  # 3.0.15 came before 3.0.14 was installed
+
+    assert unlisted_at(store, "openssl", "3.0.14-1") == format_time(T1)
+    assert installed_at(store, "openssl", "3.0.14-1") is None  # not installed: unlisted
+    assert unlisted_at(store, "openssl", "3.0.15-1") is None
+    assert unlisted_at(store, "tzdata", "2026a-1") is None
+
+    # The repository offers 3.0.14 again (3.0.15 withdrawn): pending, as first seen.
+    again = store.record_scan([older, BUGFIX], {}, T2)
+    assert again[older.id] == T0
+    assert unlisted_at(store, "openssl", "3.0.14-1") is None
+    assert unlisted_at(store, "openssl", "3.0.15-1") == format_time(T2)
+
+
+def test_a_scan_reads_only_the_pending_sightings(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(30):  # thirty versions, each superseded by the next before installing
+        store.record_scan([update(version=f"3.0.{n}-1")], {}, T0 + timedelta(hours=n))
+    (pending,) = store.query(
+        "SELECT COUNT(*) FROM update_sightings WHERE installed_at IS NULL AND unlisted_at IS NULL"
+    )
+    assert pending == (1,)
+    plan = store.query(
+        """EXPLAIN QUERY PLAN SELECT backend FROM update_sightings
+           WHERE installed_at IS NULL AND unlisted_at IS NULL"""
+    )
+    assert any("sightings_pending" in row[-1] for row in plan), plan
+
+
+def test_cached_advisories_go_when_their_version_is_no_longer_pending(store: StateStore) -> None:
+    advisory = Advisory(("CVE-2024-5535",), Severity.CRITICAL, "changelog")
+    older = update(version="3.0.14-1")
+    store.record_scan([older, SECURITY, BUGFIX], {}, T0)
+    store.save_advisories(
+        [older, SECURITY, BUGFIX], {u.id: advisory for u in (older, SECURITY, BUGFIX)}, T0
+    )
+
+    # 3.0.14 is no longer listed, tzdata's update was installed.
+    store.record_scan([SECURITY], {("apt", "tzdata", "amd64"): "2026a-1"}, T1)
+
+    assert store.cached_advisories([older, SECURITY, BUGFIX]) == {SECURITY.id: advisory}
+
+    run_id = store.create_run("apply", [(SECURITY.change(), SECURITY)], T1)
+    store.record_results(run_id, [ChangeResult(SECURITY.change(), Outcome.DONE, "3.0.15-1")], T2)
+    assert store.cached_advisories([SECURITY]) == {}
+
+
+def test_installed_among_answers_for_the_versions_asked(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "LOOKUP_CHUNK", 2)
+    versions = [update(f"lib{n}", "1.1-1") for n in range(5)]
+    store.record_scan(versions, {}, T0)
+    installed = {("apt", f"lib{n}", "amd64"): "1.1-1" for n in (0, 3, 4)}
+    store.record_scan([], installed, T1)
+
+    def key(u: Update) -> tuple[str, str, str, str]:
+        return (u.backend, u.name, u.arch, u.available_version)
+
+    asked = [key(u) for u in versions] + [("apt", "lib9", "amd64", "1.1-1")]
+    assert store.installed_among(asked) == {key(versions[n]) for n in (0, 3, 4)}
+    assert store.installed_among([]) == set()
+
+
 def test_last_scan_counts_what_the_latest_scan_found_pending(store: StateStore) -> None:
     assert store.last_scan() is None
 
@@ -310,13 +387,14 @@ def test_advisories_are_looked_up_in_chunks(
     assert store.cached_advisories([updates[3], update("lib9", "1.4-1")]) == {}
 
 
-def test_advisories_are_looked_up_by_the_tables_key(store: StateStore) -> None:
-    """The cache only grows: a look-up must not read the whole table."""
-    plan = store.query(f"EXPLAIN QUERY PLAN {store_module._advisories_lookup(3)}", ("x",) * 12)
+@pytest.mark.parametrize("table", ["advisories", "update_sightings"])
+def test_update_versions_are_looked_up_by_the_tables_key(store: StateStore, table: str) -> None:
+    """A look-up of a scan's updates must not read the whole table."""
+    plan = store.query(f"EXPLAIN QUERY PLAN {store_module._keyed(table, 3)}", ("x",) * 12)
     steps = [row[-1] for row in plan]
-    table = r"(TABLE advisories AS )?a\b"  # SQLite before 3.36 names the table too
-    assert any(re.match(f"SEARCH {table}", step) for step in steps), steps
-    assert not any(re.match(f"SCAN {table}", step) for step in steps), steps
+    named = rf"(TABLE {table} AS )?t\b"  # SQLite before 3.36 names the table too
+    assert any(re.match(f"SEARCH {named}", step) for step in steps), steps
+    assert not any(re.match(f"SCAN {named}", step) for step in steps), steps
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -584,3 +662,34 @@ def test_a_scan_and_its_inventory_are_one_transaction(tmp_path: Path) -> None:
         store.record_scan([SECURITY], {}, T0, inventory=document)
         assert store.inventory_count() == 1
         assert (store.last_scan() or {})["pending"] == 1
+
+
+def test_an_older_database_keeps_only_the_advisories_of_pending_versions(state_dir: Path) -> None:
+    """Schema 6 drops the cached advisories of versions installed before it."""
+    state_dir.mkdir()
+    db = sqlite3.connect(state_dir / DB_NAME)
+    for number in range(5):
+        for statement in store_module._statements(MIGRATIONS[number]):
+            db.execute(statement)
+    for name, installed in (("openssl", None), ("tzdata", format_time(T1))):
+        db.execute(
+            """INSERT INTO update_sightings (backend, name, arch, version, classification,
+                   severity, first_seen, last_seen, installed_at)
+               VALUES ('apt', ?, 'amd64', '1.1-1', 'security', 'low', ?, ?, ?)""",
+            (name, format_time(T0), format_time(T0), installed),
+        )
+        db.execute(
+            """INSERT INTO advisories (backend, name, arch, version, cves, severity, origin,
+                   recorded_at) VALUES ('apt', ?, 'amd64', '1.1-1', '[]', 'low', 'changelog', ?)""",
+            (name, format_time(T0)),
+        )
+    db.execute("PRAGMA user_version = 5")
+    db.commit()
+    db.close()
+
+    with StateStore.open(state_dir) as store:
+        assert store.query("SELECT name FROM advisories") == [("openssl",)]
+        assert store.query("SELECT name, unlisted_at FROM update_sightings ORDER BY name") == [
+            ("openssl", None),
+            ("tzdata", None),
+        ]

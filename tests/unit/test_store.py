@@ -617,19 +617,25 @@ def test_a_package_list_goes_with_the_last_inventory_that_had_it(
     assert store.query("SELECT document FROM package_lists") == [(inventory("h1", NEWER).packages,)]
 
 
-def test_inventories_kept_before_the_lists_were_apart_are_still_read(state_dir: Path) -> None:
-    """A database of schema 4 keeps its inventories; they are read as they were."""
+def database_at(state_dir: Path, version: int) -> sqlite3.Connection:
+    """A state database as a patchd of schema ``version`` left it (commit, then close)."""
     state_dir.mkdir()
     db = sqlite3.connect(state_dir / DB_NAME)
-    for number in range(4):
+    for number in range(version):
         for statement in store_module._statements(MIGRATIONS[number]):
             db.execute(statement)
+    db.execute(f"PRAGMA user_version = {version}")
+    return db
+
+
+def test_inventories_kept_before_the_lists_were_apart_are_still_read(state_dir: Path) -> None:
+    """A database of schema 4 keeps its inventories; they are read as they were."""
+    db = database_at(state_dir, 4)
     old = '{"hostname":"h0","packages":[{"name":"openssl"}]}'
     db.execute(
         "INSERT INTO inventory (taken_at, sha256, document) VALUES (?, ?, ?)",
         (format_time(T0), hashlib.sha256(old.encode()).hexdigest(), old),
     )
-    db.execute("PRAGMA user_version = 4")
     db.commit()
     db.close()
 
@@ -666,11 +672,7 @@ def test_a_scan_and_its_inventory_are_one_transaction(tmp_path: Path) -> None:
 
 def test_an_older_database_keeps_only_the_advisories_of_pending_versions(state_dir: Path) -> None:
     """Schema 6 drops the cached advisories of versions installed before it."""
-    state_dir.mkdir()
-    db = sqlite3.connect(state_dir / DB_NAME)
-    for number in range(5):
-        for statement in store_module._statements(MIGRATIONS[number]):
-            db.execute(statement)
+    db = database_at(state_dir, 5)
     for name, installed in (("openssl", None), ("tzdata", format_time(T1))):
         db.execute(
             """INSERT INTO update_sightings (backend, name, arch, version, classification,
@@ -683,7 +685,6 @@ def test_an_older_database_keeps_only_the_advisories_of_pending_versions(state_d
                    recorded_at) VALUES ('apt', ?, 'amd64', '1.1-1', '[]', 'low', 'changelog', ?)""",
             (name, format_time(T0)),
         )
-    db.execute("PRAGMA user_version = 5")
     db.commit()
     db.close()
 

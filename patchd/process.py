@@ -334,6 +334,13 @@ class RunningCommand:
             pump.join()
 
 
+def stop_all(*commands: RunningCommand | None) -> None:
+    """Stop each command that still runs; ``None`` (never started, or collected) is skipped."""
+    for command in commands:
+        if command is not None:
+            command.stop()
+
+
 def start(
     argv: Sequence[str],
     *,

@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench_scan import Row, measure_agent_scan, print_rows  # noqa: E402
+from bench_scan import AgentScan, Row, measure_agent_scan, print_rows  # noqa: E402
 
 from tests.support.rpmcatalogue import (  # noqa: E402
     base_specs,
@@ -117,15 +117,21 @@ def _cli_row(
 def _agent_rows(python: Path, tool: str, root: RpmRoot, work: Path) -> list[Row]:
     config = work / "agent.yaml"
     config.write_text("{}\n")
-    agent = measure_agent_scan(
-        python,
-        root=root.path,
-        config=config,
-        state_dir=work / f"agent-state-{tool}",
-        listing=_dnf_listing(root) if tool == "dnf" else _zypper_listing(root),
-        env={**os.environ, "LC_ALL": "C", **root.env},
-        listing_ok=(0, 100),
-        expect=UPDATES,
+
+    def agent_scan(listing: list[str], state: str) -> AgentScan:
+        return measure_agent_scan(
+            python,
+            root=root.path,
+            config=config,
+            state_dir=work / state,
+            listing=listing,
+            env={**os.environ, "LC_ALL": "C", **root.env},
+            listing_ok=(0, 100),
+            expect=UPDATES,
+        )
+
+    agent = agent_scan(
+        _dnf_listing(root) if tool == "dnf" else _zypper_listing(root), f"agent-state-{tool}"
     )
     rows = [
         Row(f"realistic: {row.what}", row.patchd_s, row.tool_s, row.verdict)
@@ -134,22 +140,9 @@ def _agent_rows(python: Path, tool: str, root: RpmRoot, work: Path) -> list[Row]
     if tool == "zypper":
         rows.append(_zypper_floor(root))
         # The same scan against the listing patchd itself runs: what patchd adds to it.
-        own = measure_agent_scan(
-            python,
-            root=root.path,
-            config=config,
-            state_dir=work / "agent-state-zypper-xml",
-            listing=_zypper_xml_listing(root),
-            env={**os.environ, "LC_ALL": "C", **root.env},
-            listing_ok=(0, 100),
-            expect=UPDATES,
-        )
+        own = agent_scan(_zypper_xml_listing(root), "agent-state-zypper-xml")
         rows.append(
-            Row(
-                "realistic: agent scan vs zypper's XML listing",
-                own.worker_s,
-                own.listing_s,
-            )
+            Row("realistic: agent scan vs zypper's XML listing", own.worker_s, own.listing_s)
         )
     return rows
 

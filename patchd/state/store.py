@@ -369,14 +369,8 @@ class StateStore:
         self, keys: Iterable[tuple[str, str, str, str]]
     ) -> set[tuple[str, str, str, str]]:
         """Which of these update versions (backend, name, arch, version) are installed."""
-        wanted = list(dict.fromkeys(keys))
-        found: set[tuple[str, str, str, str]] = set()
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            chunk = wanted[start : start + LOOKUP_CHUNK]
-            fields = [field for key in chunk for field in key]
-            rows = self._db.execute(_keyed("update_sightings", len(chunk)), fields).fetchall()
-            found.update((b, n, a, v) for b, n, a, v, done in rows if done is not None)
-        return found
+        rows = self._rows_by_key("update_sightings", dict.fromkeys(keys))
+        return {(b, n, a, v) for b, n, a, v, done in rows if done is not None}
 
     def sighting(self, backend: str, name: str, arch: str, version: str) -> dict[str, Any] | None:
         """The recorded sighting of one update version, or ``None``."""
@@ -394,17 +388,26 @@ class StateStore:
     def cached_advisories(self, updates: Iterable[Update]) -> dict[str, Advisory]:
         """Advisories recorded earlier for these update versions, by update id."""
         wanted = {(u.backend, u.name, u.arch, u.available_version): u.id for u in updates}
-        keys = list(wanted)
-        found = {}
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[start : start + LOOKUP_CHUNK]
+        return {
+            wanted[backend, name, arch, version]: Advisory(
+                tuple(json.loads(cves)), Severity(severity), origin
+            )
+            for backend, name, arch, version, cves, severity, origin in self._rows_by_key(
+                "advisories", wanted
+            )
+        }
+
+    def _rows_by_key(
+        self, table: str, keys: Iterable[tuple[str, str, str, str]]
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``table`` for these update versions, looked up by key in chunks."""
+        wanted = list(keys)
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(wanted), LOOKUP_CHUNK):
+            chunk = wanted[start : start + LOOKUP_CHUNK]
             fields = [field for key in chunk for field in key]
-            rows = self._db.execute(_keyed("advisories", len(chunk)), fields).fetchall()
-            for backend, name, arch, version, cves, severity, origin in rows:
-                found[wanted[backend, name, arch, version]] = Advisory(
-                    tuple(json.loads(cves)), Severity(severity), origin
-                )
-        return found
+            rows += self._db.execute(_keyed(table, len(chunk)), fields).fetchall()
+        return rows
 
     def save_advisories(
         self, updates: Iterable[Update], advisories: Mapping[str, Advisory], now: datetime

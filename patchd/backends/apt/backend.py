@@ -228,9 +228,8 @@ class AptBackend(Backend):
     # -- change ----------------------------------------------------------------------
 
     def _stop_listing(self) -> None:
-        if self._listing is not None:
-            self._listing.stop()
-            self._listing = None
+        process.stop_all(self._listing)
+        self._listing = None
 
     def _refresh(self, transcript: Transcript) -> None:
         self._stop_listing()  # started before the metadata changes: worthless now

@@ -216,9 +216,8 @@ class DnfBackend(Backend):
     # -- change ----------------------------------------------------------------------
 
     def _stop_listing(self) -> None:
-        if self._listing is not None:
-            self._listing.stop()
-            self._listing = None
+        process.stop_all(self._listing)
+        self._listing = None
         self._installed.stop()  # started with the listing
 
     def _refresh(self, transcript: Transcript) -> None:

@@ -139,9 +139,8 @@ class Dnf5Backend(DnfBackend):
         return str(self.env.fcntl_lock_files()[0])
 
     def _stop_advisory_listing(self) -> None:
-        if self._advisory_listing is not None:
-            self._advisory_listing.stop()
-            self._advisory_listing = None
+        process.stop_all(self._advisory_listing)
+        self._advisory_listing = None
 
 
 def merge_reboot_flags(own: list[RepoAdvisory], cached: list[RepoAdvisory]) -> list[RepoAdvisory]:

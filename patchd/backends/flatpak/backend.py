@@ -135,8 +135,7 @@ class FlatpakBackend(Backend):
 
     def _stop_listing(self) -> None:
         if self._listing is not None:
-            for command in self._listing:
-                command.stop()
+            process.stop_all(*self._listing)
             self._listing, self._scan_refs = None, None
 
     def _installed_packages(self) -> list[InstalledPackage]:

@@ -276,9 +276,8 @@ class InstalledSnapshot:
     def stop(self) -> None:
         """Stop a reading still running (no scan will use it); what was read is kept."""
         if self._running is not None:
-            self._running.stop()
-            self._running = None
-            self._fingerprint = None
+            process.stop_all(self._running)
+            self._running = self._fingerprint = None
 
     def forget(self) -> None:
         """Drop what was read, and the memo: the packages are about to change."""
@@ -287,8 +286,5 @@ class InstalledSnapshot:
             self._memo.forget()
 
     def _drop(self) -> None:
-        if self._running is not None:
-            self._running.stop()
-            self._running = None
-        self._packages = None
-        self._fingerprint = None
+        process.stop_all(self._running)
+        self._running = self._packages = self._fingerprint = None

@@ -205,9 +205,8 @@ class ZypperBackend(Backend):
     # -- change ----------------------------------------------------------------------
 
     def _stop_listing(self) -> None:
-        if self._listing is not None:
-            self._listing.stop()
-            self._listing = None
+        process.stop_all(self._listing)
+        self._listing = None
         self._installed.stop()  # started with the listing
 
     def _refresh(self, transcript: Transcript) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from patchd import process
 from patchd.errors import StateError
 from patchd.models import Classification, InstalledPackage, Update
 from patchd.session import Session
@@ -18,6 +19,7 @@ from patchd.transcript import Transcript
 
 if TYPE_CHECKING:
     from patchd.discovery.inventory import Inventory
+    from patchd.state.store import InventoryDocument
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +75,49 @@ class ScanReport:
 
 
 def _with_advisories(session: Session, updates: Sequence[Update]) -> list[Update]:
+    """``updates`` with what the backends that look advisories up know (cached)."""
+    sources = [b for b in session.backends if b.looks_up_advisories]
+    if not sources:
+        return list(updates)
     store = session.store
-    known = store.cached_advisories(updates)
-    for backend in session.backends:
+    known = store.cached_advisories(u for u in updates if u.backend in {b.name for b in sources})
+    for backend in sources:
         missing = [u for u in updates if u.backend == backend.name and u.id not in known]
         if missing:
             fresh = backend.advisories(missing)
-            store.save_advisories(missing, fresh, session.clock())
+            if fresh:
+                store.save_advisories(missing, fresh, session.clock())
             known.update(fresh)
     return [u.with_advisory(known[u.id]) if u.id in known else u for u in updates]
+
+
+def _discover(
+    session: Session, packages: list[InstalledPackage], now: datetime, *, record: bool
+) -> tuple[Inventory, InventoryDocument | None]:
+    """The inventory (its installed packages added to ``packages``), and with ``record``
+    its serialised document, the state database opened on the way."""
+    # Imported only now: discovery's modules load while the listings run.
+    from patchd.discovery.inventory import discover
+
+    for backend in session.backends:
+        packages.extend(backend.installed_packages())
+    inventory = discover(
+        target=session.target,
+        os_info=session.os_info,
+        profile=session.profile,
+        packages=packages,
+        backends=session.backend_statuses(),
+        tags=session.config.tags,
+        now=now,
+        reboot_reasons=session.manager_reboot_reasons(),
+    )
+    if not record:
+        return inventory, None
+    with contextlib.suppress(StateError):  # said where recording fails
+        _ = session.store  # opened while the listings run, not after them
+    from patchd.state.store import InventoryDocument
+
+    return inventory, InventoryDocument.of(inventory.as_dict())  # serialised while they run
 
 
 def scan(session: Session, *, refresh: bool = False, record: bool = True) -> ScanReport:
@@ -93,28 +129,9 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         session.start_scans()  # the package managers list while patchd discovers
     try:
         warnings = [f"backend {p}" for p in session.backend_problems]
-        # Imported only now: discovery's modules load while the listings run.
-        from patchd.discovery.inventory import discover
-
-        for backend in session.backends:
-            packages.extend(backend.installed_packages())
-        inventory = discover(
-            target=session.target,
-            os_info=session.os_info,
-            profile=session.profile,
-            packages=packages,
-            backends=session.backend_statuses(),
-            tags=session.config.tags,
-            now=now,
-            reboot_reasons=session.manager_reboot_reasons(),
-        )
-        document = None
-        if record:
-            with contextlib.suppress(StateError):  # said below, where recording fails
-                _ = session.store  # opened while the listings run, not after them
-            from patchd.state.store import InventoryDocument
-
-            document = InventoryDocument.of(inventory.as_dict())  # serialised while they run
+        # Behind the listings: this reading must not take their CPU (process.behind_commands).
+        with contextlib.nullcontext() if refresh else process.behind_commands():
+            inventory, document = _discover(session, packages, now, record=record)
         for backend in session.backends:
             result = backend.scan(refresh=refresh, transcript=Transcript())
             updates.extend(result.updates)

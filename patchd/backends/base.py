@@ -119,6 +119,10 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
+    # Whether :meth:`advisories` can add to what the listing says (apt: its changelogs).
+    # A scan asks such a backend about the versions it has no cached answer for, and
+    # caches what it finds; the other backends it does not ask.
+    looks_up_advisories: ClassVar[bool] = False
 
     def __init__(self, context: BackendContext) -> None:
         self.context = context
@@ -140,6 +144,10 @@ class Backend(ABC):
                 self._probe_result.detail,
             )
         return self._probe_result
+
+    def forget_probe(self) -> None:
+        """Let the next :meth:`probe` look for the tools again."""
+        self._probe_result = None
 
     def require(self) -> None:
         """Raise :class:`BackendUnavailable` unless the backend is present and working."""

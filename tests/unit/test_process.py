@@ -703,3 +703,47 @@ def test_a_timeout_longer_than_poll_can_wait_is_allowed() -> None:
     running = process.start([sys.executable, "-c", "print('done')"], timeout_s=40 * 86_400.0)
     result = running.wait()
     assert (result.returncode, result.stdout) == (0, "done\n")
+
+
+def _nice_of(pid: int) -> int:
+    """A process's nice value as the kernel reports it (field 19 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values per thread: Linux")
+def test_behind_commands_lowers_only_patchd_and_puts_it_back() -> None:
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    process._can_restore_priority.cache_clear()
+    able = process._can_restore_priority()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # finding out changes nothing
+    listing = process.start(["sleep", "30"], timeout_s=60)
+    try:
+        with process.behind_commands():
+            inside = os.getpriority(os.PRIO_PROCESS, 0)
+            command_nice = _nice_of(listing._proc.pid)
+        after = os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        listing.stop()
+    if able:  # root (CAP_SYS_NICE): lowered in the block, and back after it
+        assert inside == min(before + process.BEHIND_COMMANDS_NICENESS, 19)
+    else:  # it could not be raised again: left as it is
+        assert inside == before
+    assert command_nice == before  # the command started before keeps its priority
+    assert after == before
+
+
+def test_behind_commands_puts_the_priority_back_when_the_block_fails() -> None:
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with pytest.raises(RuntimeError, match="inside"), process.behind_commands():
+        raise RuntimeError("inside")
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_without_the_privilege_to_raise_it_again_the_priority_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(process, "_can_restore_priority", lambda: False)
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with process.behind_commands():
+        assert os.getpriority(os.PRIO_PROCESS, 0) == before

@@ -66,6 +66,7 @@ class AptBackend(Backend):
     """apt and dpkg, on the host or in an alternate root."""
 
     name = "apt"
+    looks_up_advisories = True  # the listing has no security facts; changelogs have some
 
     def __init__(self, context: BackendContext) -> None:
         super().__init__(context)

@@ -6,8 +6,9 @@ Everything is looked up lazily and once, so a command pays only for what it uses
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,7 @@ from patchd.backends import select_backends
 from patchd.backends.base import Backend, BackendContext
 from patchd.config import AgentConfig
 from patchd.discovery.osinfo import OsInfo, read_os_info
-from patchd.errors import UsageError
+from patchd.errors import PatchdError, UsageError
 from patchd.platforms import OsProfile, profile_for
 from patchd.target import Target
 from patchd.timeutil import utcnow
@@ -40,6 +41,8 @@ class Session:
         target: Target,
         state_dir: Path,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        probed: Sequence[Backend] = (),
     ) -> None:
         self.config = config
         self.target = target
@@ -47,6 +50,21 @@ class Session:
         self.clock = clock
         self._store: StateStore | None = None
         self._selected: tuple[list[Backend], list[str]] | None = None
+        # Backends an earlier session found usable: a scan starts their listings before
+        # anything else, and this session probes them again (see renewed()).
+        self._probed = list(probed)
+
+    def renewed(self) -> Session:
+        """A new session of the same endpoint, as each of the agent's workers opens.
+
+        It probes every backend again, as any new session does; but a scan starts the
+        listings of the backends this one found usable first, before reading anything
+        (the OS release, the probes): the package managers start a few milliseconds
+        sooner, and the probes run while they list. A backend its own probe no longer
+        finds usable has its listing stopped.
+        """
+        probed = self._selected[0] if self._selected is not None else []
+        return Session(self.config, self.target, self.state_dir, self.clock, probed=probed)
 
     def __enter__(self) -> Session:
         return self
@@ -81,7 +99,7 @@ class Session:
         """Probe the backends once: the usable ones, and a problem line for each broken one."""
         if self._selected is None:
             self._selected = select_backends(
-                self.profile, self._context_for, self.config.backends or None, found
+                self.profile, self._context_for, self.config.backends or None, found, self._probed
             )
         return self._selected
 
@@ -89,21 +107,27 @@ class Session:
         """Start every usable backend's listing, each as soon as its probe finds it.
 
         The listings then run while the scan does the rest of its work; the first one
-        starts before the other backends are probed.
+        starts before the other backends are probed. Those an earlier session found
+        usable (:meth:`renewed`) start before any probe.
         """
         started: list[Backend] = []
 
         def start(backend: Backend) -> None:
-            started.append(backend)  # first: a start that fails half-way is stopped too
+            if backend not in started:
+                started.append(backend)  # first: a start that fails half-way is stopped too
             backend.start_scan()  # a listing already started is not started again
 
         try:
+            for backend in self._probed:
+                with contextlib.suppress(PatchdError):  # its probe, next, says what is wrong
+                    start(backend)
             self._select(found=start)
             for backend in self.backends:  # probed earlier, or configured: start them now
                 start(backend)
         except BaseException:
             _stop_scans(started)  # no scan will collect them
             raise
+        _stop_scans([b for b in started if b not in self.backends])  # no longer usable
 
     def stop_scans(self) -> None:
         """Stop every listing started and not collected; nothing happens if there is none."""

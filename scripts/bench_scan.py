@@ -3,11 +3,12 @@
 The issue's target — a scan costs at most 1.25 times the tool's own listing — is judged on
 the agent's scan, because that is the scan an endpoint runs every cycle. The agent's
 service (``patchd/agent/service.py``) has patchd imported once and its backends probed
-(``_preload``); each cycle it forks a worker, which opens a fresh ``Session`` and scans.
-So does this harness, in a child process run with the bench venv's Python (patchd
-installed as an administrator would have it): for each run it forks a worker that opens
-a ``Session`` and calls ``scan(session)``, and times it from the fork to the scan's end,
-its sightings committed. (The agent's worker plans after the scan, then closes its
+(``_preload``); each cycle it forks a worker (``fork_worker``), which opens a new session
+(``Session.renewed``: the listings the service found start first, then everything is
+probed again) and scans. So does this harness, in a child process run with the bench
+venv's Python (patchd installed as an administrator would have it): for each run it
+forks a worker that opens that session and calls ``scan(session)``, and times it from
+the fork to the scan's end, its sightings committed. (The agent's worker plans after the scan, then closes its
 session and exits: once a cycle, whatever the scan cost. The time to the worker's exit
 is printed too, for information.) The listing command runs alternately, in the same
 environment. For information it also times ``scan(session)`` in one ``Session`` kept
@@ -159,6 +160,7 @@ class _Child:
         self.state_dir = Path(request["state_dir"])
         self.listing = [str(a) for a in request["listing"]]
         self.listing_ok = tuple(int(c) for c in request["listing_ok"])
+        self.service: Session | None = None  # the service's own session, as the agent keeps it
 
     def session(self) -> Session:
         from patchd.session import Session
@@ -175,16 +177,18 @@ class _Child:
         a cycle, whatever the scan found. ``time.perf_counter`` is the system's
         monotonic clock, the same in both processes.
         """
+        from patchd.agent.service import fork_worker
         from patchd.scan import scan
 
         read_end, write_end = os.pipe()
         started = time.perf_counter()
-        pid = os.fork()
+        pid = fork_worker()
         if pid == 0:
             code = 1
             try:
                 os.close(read_end)
-                with self.session() as session:
+                assert self.service is not None
+                with self.service.renewed() as session:  # as the agent's worker opens it
                     found = len(scan(session).updates)
                     scanned = time.perf_counter()
                 os.write(write_end, json.dumps([scanned, found]).encode())
@@ -256,8 +260,8 @@ def _child(request: dict[str, Any]) -> int:
     from patchd.agent.service import _preload
 
     child = _Child(request)
-    with child.session() as service_session:
-        _preload(service_session)  # as the agent's service does before its first cycle
+    child.service = child.session()
+    _preload(child.service)  # as the agent's service does before its first cycle
     _, _, updates = child.worker_scan()
     if request["expect"] is not None and updates != request["expect"]:
         raise SystemExit(

@@ -177,3 +177,31 @@ def test_a_listener_that_stops_reading_never_blocks_the_agent(tmp_path: Path) ->
         assert listener.recv(4096).startswith(b"STATUS=status 0")
     finally:
         listener.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the service forks its workers where it can")
+def test_a_worker_leaves_the_service_objects_out_of_its_collections() -> None:
+    import gc
+    import json
+
+    from patchd.agent.service import fork_worker
+
+    kept = [{"package": n} for n in range(1000)]  # the service's own objects
+    read_end, write_end = os.pipe()
+    pid = fork_worker()
+    if pid == 0:  # the worker: what it was given is frozen, what it makes is collected
+        try:
+            frozen = gc.get_freeze_count()
+            gc.collect()
+            answer = {"frozen": frozen, "after": gc.get_freeze_count()}
+            os.write(write_end, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert answer["frozen"] >= len(kept)  # the service's objects, frozen at the fork
+    assert answer["after"] == answer["frozen"]  # a collection in the worker leaves them be
+    assert gc.get_freeze_count() == 0  # the service takes them back into its collections
+    assert gc.is_tracked(kept)

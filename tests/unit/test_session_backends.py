@@ -13,7 +13,7 @@ from patchd import backends as registry
 from patchd.backends.base import Backend, Probe, ProbeStatus, ScanResult
 from patchd.config import AgentConfig
 from patchd.errors import BackendError, BackendUnavailable
-from patchd.models import InstalledPackage
+from patchd.models import Advisory, Classification, InstalledPackage, Severity, Update
 from patchd.platforms import OsProfile
 from patchd.session import Session
 from patchd.target import Target
@@ -115,9 +115,68 @@ class Exploding(Recording):
         raise PermissionError("the database cannot be read")
 
 
+class Vanishing(Recording):
+    """Usable until the test takes its tool away: then absent, and its listing cannot start."""
+
+    name = "vanishing"
+    status = ProbeStatus.PRESENT
+
+    def _start_listing(self) -> None:
+        if type(self).status is not ProbeStatus.PRESENT:
+            EVENTS.append(f"cannot start {self.name}")
+            raise FileNotFoundError("no such tool")
+        super()._start_listing()
+
+
+class Adviser(Recording):
+    """Lists one update, and looks advisories up as apt does (``looks_up_advisories``)."""
+
+    name = "adviser"
+    status = ProbeStatus.PRESENT
+    looks_up_advisories = True
+
+    def _list_updates(self) -> ScanResult:
+        self.started = False
+        return ScanResult(updates=(dataclasses.replace(ONE_UPDATE, backend=self.name),))
+
+    def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
+        EVENTS.append(f"advisories {self.name}: {len(updates)}")
+        return {u.id: Advisory(("CVE-2026-0001",), Severity.IMPORTANT, "test") for u in updates}
+
+
+class Quiet(Recording):
+    """Lists one update; its listing carries all it knows (no advisory look-up)."""
+
+    name = "quiet"
+    status = ProbeStatus.PRESENT
+
+    def _list_updates(self) -> ScanResult:
+        self.started = False
+        return ScanResult(updates=(dataclasses.replace(ONE_UPDATE, backend=self.name),))
+
+    def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
+        raise AssertionError("a backend without looks_up_advisories is never asked")
+
+
+ONE_UPDATE = Update(
+    backend="",
+    name="openssl",
+    arch="x86_64",
+    installed_version="3.0.1",
+    available_version="3.0.2",
+    classification=Classification.OTHER,
+)
+
+FAKES = (
+    First, Absent, Second, Broken, Exploding, HalfStarting, Unstoppable, FailingList, Vanishing,
+    Adviser, Quiet,
+)  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for cls in (First, Absent, Second, Broken, Exploding, HalfStarting, Unstoppable, FailingList):
+    monkeypatch.setattr(Vanishing, "status", ProbeStatus.PRESENT)
+    for cls in FAKES:
         monkeypatch.setitem(registry.BACKENDS, cls.name, f"{__name__}:{cls.__name__}")
     EVENTS.clear()
     yield
@@ -133,6 +192,13 @@ def session(
     made = Session(config, Target(tmp_path), tmp_path / "state")
     profile = OsProfile(family="test", backends=tuple(profiled))
     made.__dict__["profile"] = profile  # the profile a real os-release would select
+    return made
+
+
+def renewed(earlier: Session) -> Session:
+    """``earlier.renewed()``, with the same profile (the test's root has no os-release)."""
+    made = earlier.renewed()
+    made.__dict__["profile"] = earlier.profile
     return made
 
 
@@ -223,3 +289,78 @@ def test_a_scan_that_fails_stops_the_listings_it_did_not_collect(tmp_path: Path)
 
     assert EVENTS[-1] == "stop first"
     assert "stop failinglist" not in EVENTS  # collected (and failed): nothing left to stop
+
+
+def test_a_renewed_session_starts_what_the_earlier_one_found_before_probing(
+    tmp_path: Path,
+) -> None:
+    service = session(tmp_path)
+    found = service.backends  # the agent's service probes once, before its first cycle
+    EVENTS.clear()
+
+    worker = renewed(service)
+    worker.start_scans()
+
+    assert EVENTS == [
+        "start first",  # before anything is read or probed
+        "start second",
+        "probe first",  # then every backend is probed again, as in any new session
+        "probe absent",
+        "probe broken",
+        "probe second",
+    ]
+    assert [b.name for b in worker.backends] == ["first", "second"]
+    assert all(w is s for w, s in zip(worker.backends, found, strict=True))  # same listings
+    assert worker.backend_problems == ["broken: broken: test"]
+
+
+def test_a_renewed_session_stops_a_listing_whose_backend_is_gone(tmp_path: Path) -> None:
+    service = session(tmp_path, profiled=("first", "vanishing"))
+    assert [b.name for b in service.backends] == ["first", "vanishing"]
+    EVENTS.clear()
+
+    worker = renewed(service)
+    Vanishing.status = ProbeStatus.BROKEN  # its database broke since the service probed
+    worker.start_scans()  # its listing started (the service found it) — the tool is gone
+    assert EVENTS == [
+        "start first",
+        "cannot start vanishing",  # no error: the probe that follows says what is wrong
+        "probe first",
+        "probe vanishing",
+    ]
+    assert [b.name for b in worker.backends] == ["first"]
+    assert worker.backend_problems == ["vanishing: broken: test"]
+
+
+def test_a_listing_started_for_a_backend_no_longer_usable_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = session(tmp_path, profiled=("first", "vanishing"))
+    assert [b.name for b in service.backends] == ["first", "vanishing"]
+    EVENTS.clear()
+    worker = renewed(service)
+    # It starts, then its probe finds it absent (removed just now): nothing collects it.
+    monkeypatch.setattr(Vanishing, "_probe", lambda self: Probe(ProbeStatus.ABSENT, "gone"))
+
+    worker.start_scans()
+
+    assert EVENTS == ["start first", "start vanishing", "probe first", "stop vanishing"]
+    assert [b.name for b in worker.backends] == ["first"]
+    assert worker.backend_problems == []  # absent: skipped quietly, as ever
+
+
+def test_only_backends_that_look_advisories_up_are_asked_and_cached(tmp_path: Path) -> None:
+    from patchd.scan import scan
+
+    s = session(tmp_path, profiled=("adviser", "quiet"))
+    first = scan(s)
+    again = scan(s)  # the adviser's answer is cached: it is not asked again
+
+    assert [e for e in EVENTS if e.startswith("advisories")] == ["advisories adviser: 1"]
+    for report in (first, again):
+        by_backend = {u.backend: u for u in report.updates}
+        assert by_backend["adviser"].cves == ("CVE-2026-0001",)
+        assert by_backend["adviser"].severity is Severity.IMPORTANT
+        assert by_backend["quiet"].cves == ()
+    cached = s.store.cached_advisories(report.updates)
+    assert list(cached) == [by_backend["adviser"].id]  # nothing stored for the other

@@ -139,6 +139,12 @@ class PacmanBackend(Backend):
         self._start_listing()
         assert self._listing is not None
         listing, self._listing = self._listing, None
+        # Read while pacman lists: the databases it reads, the advisories, the packages.
+        synced = any(self.pacman.paths.sync_db.glob("*.db"))
+        index_warnings: list[str] = []
+        index = self._advisory_index(index_warnings)
+        installed = self._installed if self._installed is not None else self._installed_packages()
+        arches = {p.name: p.arch for p in installed}
         result = listing.wait()
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         if result.returncode != 0 and errors:
@@ -146,16 +152,13 @@ class PacmanBackend(Backend):
             raise CommandError(result.argv, result.returncode, result.output)
         entries, unknown = parse_upgradable(result.stdout)
         warnings = [f"pacman -Qu printed a line patchd does not understand: {u}" for u in unknown]
-        if not any(self.pacman.paths.sync_db.glob("*.db")):
+        if not synced:
             warnings.append(
                 f"pacman has no synced repository databases in {self.pacman.paths.sync_db}; "
                 "run `patchd scan --refresh` (pacman -Sy)"
             )
-        index = self._advisory_index(warnings) if entries else None
-        installed = self._installed if self._installed is not None else []
-        if entries and not installed:
-            installed = self._installed_packages()
-        arches = {p.name: p.arch for p in installed}
+        if entries:
+            warnings += index_warnings
         updates = tuple(self._update(e, arches.get(e.name, "any"), index) for e in entries)
         return ScanResult(updates=updates, warnings=tuple(warnings))
 

@@ -11,7 +11,6 @@ Nothing else in patchd imports :mod:`subprocess`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO
 
@@ -255,8 +255,10 @@ class RunningCommand:
         ok_codes: Sequence[int],
         redact: Sequence[str],
         input_bytes: bytes | None = None,
+        key: _StartKey | None = None,
     ) -> None:
         self.argv = tuple(argv)
+        self._key = key  # how it was started, for started_ahead(); None: never offered
         self._proc = proc
         self._captures = captures
         self._timeout_s = timeout_s
@@ -316,6 +318,10 @@ class RunningCommand:
         log.debug("exit %d after %.2f s: %s", result.returncode, result.duration_s, self.argv[0])
         return result
 
+    def running(self) -> bool:
+        """Whether the command has not ended yet."""
+        return self._proc.poll() is None
+
     def interrupt(self) -> None:
         """Ask the command to stop by itself, and return at once; nothing is killed.
 
@@ -333,50 +339,6 @@ class RunningCommand:
         _stop(self._proc)
         for pump in self._pumps:
             pump.join()
-
-
-BEHIND_COMMANDS_NICENESS = 10
-
-
-@contextmanager
-def behind_commands() -> Iterator[None]:
-    """Run the block at a lower CPU priority than the commands started before it.
-
-    A scan reads the endpoint while the package managers list their updates. On a small
-    machine the scheduler may run patchd's thread and a listing on one CPU for a few
-    milliseconds before it moves one of them, and the listing, which the scan waits
-    for, loses that time: a quarter of ``pacman -Qu`` measured on two CPUs, in about one
-    cycle out of two. In the block the calling thread's nice value is higher by
-    :data:`BEHIND_COMMANDS_NICENESS` (Linux keeps it per thread); commands started
-    before it keep theirs, and it is put back after. Where patchd could not put it back
-    (not Linux, or without the privilege to raise a priority) the block runs as it is.
-    Commands started inside the block inherit the lower priority.
-    """
-    if not _can_restore_priority():
-        yield
-        return
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    os.setpriority(os.PRIO_PROCESS, 0, min(before + BEHIND_COMMANDS_NICENESS, 19))
-    try:
-        yield
-    finally:
-        os.setpriority(os.PRIO_PROCESS, 0, before)
-
-
-@functools.cache
-def _can_restore_priority() -> bool:
-    """Whether this thread may raise its priority again (CAP_SYS_NICE, or RLIMIT_NICE)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        now = os.getpriority(os.PRIO_PROCESS, 0)
-        if now <= -20:
-            return True  # already the highest: it only ever goes back to it
-        os.setpriority(os.PRIO_PROCESS, 0, now - 1)
-        os.setpriority(os.PRIO_PROCESS, 0, now)
-    except OSError:
-        return False
-    return True
 
 
 def stop_all(*commands: RunningCommand | None) -> None:
@@ -402,6 +364,22 @@ def start(
 
     Lets patchd do other work while a slow command (``apt list``) runs.
     """
+    key = None
+    if on_line is None:  # a callback is this caller's own: such a start is never shared
+        key = _StartKey(
+            tuple(argv),
+            tuple(sorted(env.items())) if env is not None else None,
+            cwd,
+            input_text,
+            timeout_s,
+            tuple(ok_codes),
+            max_output_bytes,
+            tuple(redact),
+        )
+        ahead = _take_started_ahead(key)
+        if ahead is not None:
+            log.debug("start: %s (running since it was started ahead)", " ".join(argv))
+            return ahead
     log.debug("start: %s", " ".join(argv))
     stdin = subprocess.PIPE if input_text is not None else subprocess.DEVNULL
     proc = _popen(argv, env, cwd, stdin)
@@ -409,7 +387,7 @@ def start(
         _BoundedCapture(max_output_bytes, on_line),
         _BoundedCapture(max_output_bytes, on_line),
     )
-    return RunningCommand(
+    command = RunningCommand(
         argv,
         proc,
         captures,
@@ -417,7 +395,71 @@ def start(
         ok_codes=ok_codes,
         redact=redact,
         input_bytes=input_text.encode() if input_text is not None else None,
+        key=key,
     )
+    recording = _recording.get()
+    if recording is not None:
+        recording.append(command)
+    return command
+
+
+# -- commands started ahead ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StartKey:
+    """Everything :func:`start` was given that shapes the command and its result."""
+
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] | None
+    cwd: str | None
+    input_text: str | None
+    timeout_s: float
+    ok_codes: tuple[int, ...]
+    max_output_bytes: int
+    redact: tuple[str, ...]
+
+
+_recording: ContextVar[list[RunningCommand] | None] = ContextVar("recording", default=None)
+_offered: ContextVar[list[RunningCommand] | None] = ContextVar("offered", default=None)
+
+
+@contextmanager
+def recording_starts() -> Iterator[list[RunningCommand]]:
+    """The block's calls to :func:`start`: the list fills with the commands they start."""
+    started: list[RunningCommand] = []
+    token = _recording.set(started)
+    try:
+        yield started
+    finally:
+        _recording.reset(token)
+
+
+@contextmanager
+def started_ahead(commands: Sequence[RunningCommand]) -> Iterator[None]:
+    """Offer commands already running to the block's calls to :func:`start`.
+
+    A start of exactly one of them — the same argv, added environment, working
+    directory, input, timeout, accepted exit codes, output bound and redactions, and no
+    line callback — takes it, running since it was started, instead of starting it
+    again. The commands no start took are stopped when the block ends.
+    """
+    offered = list(commands)
+    token = _offered.set(offered)
+    try:
+        yield
+    finally:
+        _offered.reset(token)
+        stop_all(*offered)
+
+
+def _take_started_ahead(key: _StartKey) -> RunningCommand | None:
+    offered = _offered.get()
+    for index, command in enumerate(offered or ()):
+        if command._key == key:
+            assert offered is not None
+            return offered.pop(index)
+    return None
 
 
 def run(

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from patchd import process
 from patchd.errors import StateError
 from patchd.models import Classification, InstalledPackage, Update
 from patchd.session import Session
@@ -80,13 +79,13 @@ def _with_advisories(session: Session, updates: Sequence[Update]) -> list[Update
     if not sources:
         return list(updates)
     store = session.store
-    known = store.cached_advisories(u for u in updates if u.backend in {b.name for b in sources})
+    names = {b.name for b in sources}
+    known = store.cached_advisories(u for u in updates if u.backend in names)
     for backend in sources:
         missing = [u for u in updates if u.backend == backend.name and u.id not in known]
         if missing:
             fresh = backend.advisories(missing)
-            if fresh:
-                store.save_advisories(missing, fresh, session.clock())
+            store.save_advisories(missing, fresh, session.clock())
             known.update(fresh)
     return [u.with_advisory(known[u.id]) if u.id in known else u for u in updates]
 
@@ -129,9 +128,7 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         session.start_scans()  # the package managers list while patchd discovers
     try:
         warnings = [f"backend {p}" for p in session.backend_problems]
-        # Behind the listings: this reading must not take their CPU (process.behind_commands).
-        with contextlib.nullcontext() if refresh else process.behind_commands():
-            inventory, document = _discover(session, packages, now, record=record)
+        inventory, document = _discover(session, packages, now, record=record)
         for backend in session.backends:
             result = backend.scan(refresh=refresh, transcript=Transcript())
             updates.extend(result.updates)

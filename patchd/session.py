@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from patchd import process
 from patchd.backends import select_backends
 from patchd.backends.base import Backend, BackendContext
 from patchd.config import AgentConfig
@@ -50,18 +51,22 @@ class Session:
         self.clock = clock
         self._store: StateStore | None = None
         self._selected: tuple[list[Backend], list[str]] | None = None
-        # Backends an earlier session found usable: a scan starts their listings before
-        # anything else, and this session probes them again (see renewed()).
+        # Backends an earlier session found usable, in a worker forked from its process:
+        # a scan starts their listings before anything else (see renewed()).
         self._probed = list(probed)
 
     def renewed(self) -> Session:
-        """A new session of the same endpoint, as each of the agent's workers opens.
+        """A new session of the same endpoint, for a worker forked from this one's process.
 
-        It probes every backend again, as any new session does; but a scan starts the
-        listings of the backends this one found usable first, before reading anything
-        (the OS release, the probes): the package managers start a few milliseconds
-        sooner, and the probes run while they list. A backend its own probe no longer
-        finds usable has its listing stopped.
+        Like any new session it reads the OS release and probes every backend afresh,
+        and its backends are new objects. But a scan starts its listings earlier: first,
+        before anything is read, through the backends this session found usable (in a
+        forked worker, its own copies of them); then each new backend that starts exactly
+        the same command takes it as it runs (:func:`patchd.process.started_ahead`), and
+        what none takes — a backend gone, a command that changed — is stopped. The
+        package managers start a few milliseconds sooner and the probes run while they
+        list. Called in this session's own process, its backends would hold commands
+        another session owns: only the agent's workers use it.
         """
         probed = self._selected[0] if self._selected is not None else []
         return Session(self.config, self.target, self.state_dir, self.clock, probed=probed)
@@ -99,7 +104,7 @@ class Session:
         """Probe the backends once: the usable ones, and a problem line for each broken one."""
         if self._selected is None:
             self._selected = select_backends(
-                self.profile, self._context_for, self.config.backends or None, found, self._probed
+                self.profile, self._context_for, self.config.backends or None, found
             )
         return self._selected
 
@@ -107,9 +112,10 @@ class Session:
         """Start every usable backend's listing, each as soon as its probe finds it.
 
         The listings then run while the scan does the rest of its work; the first one
-        starts before the other backends are probed. Those an earlier session found
-        usable (:meth:`renewed`) start before any probe.
+        starts before the other backends are probed. In a session :meth:`renewed` from
+        another, they start before any probe.
         """
+        ahead = self._start_ahead()
         started: list[Backend] = []
 
         def start(backend: Backend) -> None:
@@ -118,16 +124,26 @@ class Session:
             backend.start_scan()  # a listing already started is not started again
 
         try:
-            for backend in self._probed:
-                with contextlib.suppress(PatchdError):  # its probe, next, says what is wrong
+            with process.started_ahead(ahead):  # what no backend takes is stopped
+                self._select(found=start)
+                for backend in self.backends:  # probed earlier, or configured: start them now
                     start(backend)
-            self._select(found=start)
-            for backend in self.backends:  # probed earlier, or configured: start them now
-                start(backend)
         except BaseException:
             _stop_scans(started)  # no scan will collect them
             raise
-        _stop_scans([b for b in started if b not in self.backends])  # no longer usable
+
+    def _start_ahead(self) -> list[process.RunningCommand]:
+        """Start the listings of the backends an earlier session found (see :meth:`renewed`)."""
+        probed, self._probed = self._probed, []  # once: then they are this session's to take
+        with process.recording_starts() as ahead:
+            try:
+                for backend in probed:
+                    with contextlib.suppress(PatchdError):  # the backend's own probe says why
+                        backend.start_scan()
+            except BaseException:
+                process.stop_all(*ahead)
+                raise
+        return ahead
 
     def stop_scans(self) -> None:
         """Stop every listing started and not collected; nothing happens if there is none."""

@@ -2,7 +2,7 @@
 
 - scan: the agent's scan ÷ ``apt list --upgradable`` on this host, wall times, medians
   of warm runs taken alternately (target ≤ 1.25). The agent's scan is measured as the
-  agent runs it, a forked worker with a fresh session per cycle (scripts/bench_scan.py);
+  agent runs it, a forked worker with a new session per cycle (scripts/bench_scan.py);
   warm means until a scan adds no advisory to patchd's cache, as for an agent's later
   scans. The same scan in one kept session, and ``patchd scan`` from the command line
   (Python's start-up and imports included), are printed for information;

@@ -3,7 +3,7 @@
 For each of dnf and zypper whose tool is installed, on a root of realistic size
 (tests/support/rpmrealistic.py: 1,000 installed packages, repositories of 4,150, 150
 updates with advisories; built once and cached under ``.stamps/``): the agent's scan,
-measured as the agent runs it (a forked worker with a fresh session per cycle:
+measured as the agent runs it (a forked worker with a new session per cycle:
 scripts/bench_scan.py), against ``dnf -C check-update`` (dnf on the metadata it has, as
 patchd's scan) and ``zypper --no-refresh list-updates``, alternately, warm, medians of N
 runs each (target ≤ 1.25: the verdict). For information: the same scan in one session

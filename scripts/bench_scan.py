@@ -4,17 +4,17 @@ The issue's target â€” a scan costs at most 1.25 times the tool's own listing â€
 the agent's scan, because that is the scan an endpoint runs every cycle. The agent's
 service (``patchd/agent/service.py``) has patchd imported once and its backends probed
 (``_preload``); each cycle it forks a worker (``fork_worker``), which opens a new session
-(``Session.renewed``: the listings the service found start first, then everything is
-probed again) and scans. So does this harness, in a child process run with the bench
-venv's Python (patchd installed as an administrator would have it): for each run it
-forks a worker that opens that session and calls ``scan(session)``, and times it from
-the fork to the scan's end, its sightings committed. (The agent's worker plans after the scan, then closes its
-session and exits: once a cycle, whatever the scan cost. The time to the worker's exit
-is printed too, for information.) The listing command runs alternately, in the same
-environment. For information it also times ``scan(session)`` in one ``Session`` kept
-across runs, in the child itself (what ``patchd agent --once`` and platforms without
-``fork`` do); that session's database connection stays open meanwhile, as the agent's
-service keeps its own.
+(``Session.renewed``: new backends, probed afresh, but the listings start first, through
+the service's, and are taken over) and scans. So does this harness, in a child process
+run with the bench venv's Python (patchd installed as an administrator would have it):
+for each run it forks a worker that opens that session and calls ``scan(session)``, and
+times it from the fork to the scan's end, its sightings committed. (The agent's worker
+plans after the scan, then closes its session and exits: once a cycle, whatever the scan
+cost. The time to the worker's exit is printed too, for information.) The listing
+command runs alternately, in the same environment. For information it also times
+``scan(session)`` in one ``Session`` kept across runs, in the child itself (what
+``patchd agent --once`` and platforms without ``fork`` do); that session's database
+connection stays open meanwhile, as the agent's service keeps its own.
 
 ``patchd scan`` from the command line pays Python's start-up and its imports on top
 (~65 ms and ~300 ms here, more than ``pacman -Qu`` takes in all): the benches print that
@@ -168,7 +168,7 @@ class _Child:
         return Session(self.config, self.target, self.state_dir)
 
     def worker_scan(self) -> tuple[float, float, int]:
-        """A cycle's worker: fork, a fresh Session, one scan.
+        """A cycle's worker: ``fork_worker``, ``Session.renewed``, one scan.
 
         Seconds to the scan's end and to the worker's exit, and the updates found.
 

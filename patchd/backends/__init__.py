@@ -77,7 +77,6 @@ def select_backends(
     context_for: Callable[[str], BackendContext],
     names: Sequence[str] | None = None,
     found: Callable[[Backend], None] | None = None,
-    known: Sequence[Backend] = (),
 ) -> tuple[list[Backend], list[str]]:
     """The usable backends, and a problem line for each broken one.
 
@@ -87,16 +86,12 @@ def select_backends(
     ``found(backend)`` is called for each usable backend as soon as its probe says so,
     before the next one is probed: a scan starts its listing there. (With ``names`` the
     selection may still fail, so nothing is started before it is complete.)
-    ``known``: backends an earlier selection found usable. Each is probed again and
-    used, with what it has started, in place of a new one of its name.
     """
     wanted = list(names) if names else [n for n in profile.backends if n in BACKENDS]
-    earlier = {backend.name: backend for backend in known}
     usable: list[Backend] = []
     problems: list[str] = []
     for name in wanted:
-        backend = earlier.get(name) or backend_class(name)(context_for(name))
-        backend.forget_probe()
+        backend = backend_class(name)(context_for(name))
         probe = backend.probe()
         if probe.status is ProbeStatus.PRESENT:
             usable.append(backend)

@@ -145,10 +145,6 @@ class Backend(ABC):
             )
         return self._probe_result
 
-    def forget_probe(self) -> None:
-        """Let the next :meth:`probe` look for the tools again."""
-        self._probe_result = None
-
     def require(self) -> None:
         """Raise :class:`BackendUnavailable` unless the backend is present and working."""
         probe = self.probe()

@@ -705,45 +705,34 @@ def test_a_timeout_longer_than_poll_can_wait_is_allowed() -> None:
     assert (result.returncode, result.stdout) == (0, "done\n")
 
 
-def _nice_of(pid: int) -> int:
-    """A process's nice value as the kernel reports it (field 19 of /proc/PID/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values per thread: Linux")
-def test_behind_commands_lowers_only_patchd_and_puts_it_back() -> None:
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    process._can_restore_priority.cache_clear()
-    able = process._can_restore_priority()
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # finding out changes nothing
-    listing = process.start(["sleep", "30"], timeout_s=60)
+def test_a_command_started_ahead_is_taken_by_the_same_start_and_the_rest_are_stopped() -> None:
+    sleeper = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(300)"]
+    with process.recording_starts() as ahead:
+        same = process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"})
+        other = process.start([*sleeper, "other"], timeout_s=600)
+    assert ahead == [same, other]
+    made = [same, other]
     try:
-        with process.behind_commands():
-            inside = os.getpriority(os.PRIO_PROCESS, 0)
-            command_nice = _nice_of(listing._proc.pid)
-        after = os.getpriority(os.PRIO_PROCESS, 0)
+        with process.started_ahead(ahead):
+            taken = process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"})
+            # Anything else that shapes the command or its result: a new one.
+            made.append(process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "2"}))
+            made.append(process.start([*sleeper, "other"], timeout_s=600, on_line=print))
+        assert taken is same
+        assert made[2] is not same
+        assert made[3] is not other
+        assert all(command.running() for command in (taken, made[2], made[3]))
+        assert not other.running()  # offered, taken by none: stopped when the block ended
+        made.append(process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"}))
+        assert made[4] is not same  # outside the block nothing is offered
     finally:
-        listing.stop()
-    if able:  # root (CAP_SYS_NICE): lowered in the block, and back after it
-        assert inside == min(before + process.BEHIND_COMMANDS_NICENESS, 19)
-    else:  # it could not be raised again: left as it is
-        assert inside == before
-    assert command_nice == before  # the command started before keeps its priority
-    assert after == before
+        process.stop_all(*made)
+    assert not taken.running()
 
 
-def test_behind_commands_puts_the_priority_back_when_the_block_fails() -> None:
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    with pytest.raises(RuntimeError, match="inside"), process.behind_commands():
-        raise RuntimeError("inside")
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
-
-
-def test_without_the_privilege_to_raise_it_again_the_priority_is_left_alone(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(process, "_can_restore_priority", lambda: False)
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    with process.behind_commands():
-        assert os.getpriority(os.PRIO_PROCESS, 0) == before
+def test_commands_started_ahead_are_stopped_when_the_block_fails() -> None:
+    with process.recording_starts() as ahead:
+        command = process.start(["sleep", "300"], timeout_s=600)
+    with pytest.raises(RuntimeError, match="no backend"), process.started_ahead(ahead):
+        raise RuntimeError("no backend")
+    assert not command.running()

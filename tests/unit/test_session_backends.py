@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from patchd import backends as registry
+from patchd import process
 from patchd.backends.base import Backend, Probe, ProbeStatus, ScanResult
 from patchd.config import AgentConfig
 from patchd.errors import BackendError, BackendUnavailable
@@ -128,6 +129,28 @@ class Vanishing(Recording):
         super()._start_listing()
 
 
+class Lister(Recording):
+    """Lists with a real command (``argv``), started through patchd's process gateway."""
+
+    name = "lister"
+    status = ProbeStatus.PRESENT
+    argv: tuple[str, ...] = ("sh", "-c", "echo listed; exec sleep 300")
+    listing: process.RunningCommand | None = None
+
+    def _start_listing(self) -> None:
+        if self.listing is None:  # as the real backends: one listing per scan
+            EVENTS.append(f"start {self.name}")
+            self.listing = process.start(self.argv, timeout_s=600)
+
+    def _stop_listing(self) -> None:
+        process.stop_all(self.listing)
+
+    def _list_updates(self) -> ScanResult:
+        assert self.listing is not None
+        process.stop_all(self.listing)  # what it printed is what a listing would give
+        return ScanResult(updates=())
+
+
 class Adviser(Recording):
     """Lists one update, and looks advisories up as apt does (``looks_up_advisories``)."""
 
@@ -169,7 +192,7 @@ ONE_UPDATE = Update(
 
 FAKES = (
     First, Absent, Second, Broken, Exploding, HalfStarting, Unstoppable, FailingList, Vanishing,
-    Adviser, Quiet,
+    Adviser, Quiet, Lister,
 )  # fmt: skip
 
 
@@ -183,6 +206,26 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     EVENTS.clear()
 
 
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, ...]]]:
+    """Every process patchd's gateway spawns in the test (argv); all are stopped after it."""
+    made: list[tuple[str, ...]] = []
+    procs: list[Any] = []
+    popen = process._popen
+
+    def counting(argv: Sequence[str], *args: Any) -> Any:
+        made.append(tuple(argv))
+        procs.append(popen(argv, *args))
+        return procs[-1]
+
+    monkeypatch.setattr(process, "_popen", counting)
+    yield made
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def session(
     tmp_path: Path,
     configured: Sequence[str] = (),
@@ -193,6 +236,17 @@ def session(
     profile = OsProfile(family="test", backends=tuple(profiled))
     made.__dict__["profile"] = profile  # the profile a real os-release would select
     return made
+
+
+def lister_of(s: Session) -> Lister:
+    lister = s.backend("lister")
+    assert isinstance(lister, Lister)
+    return lister
+
+
+def listing_runs(lister: Lister) -> bool:
+    assert lister.listing is not None
+    return lister.listing.running()
 
 
 def renewed(earlier: Session) -> Session:
@@ -291,10 +345,10 @@ def test_a_scan_that_fails_stops_the_listings_it_did_not_collect(tmp_path: Path)
     assert "stop failinglist" not in EVENTS  # collected (and failed): nothing left to stop
 
 
-def test_a_renewed_session_starts_what_the_earlier_one_found_before_probing(
-    tmp_path: Path,
+def test_a_renewed_session_starts_listings_before_probing_and_its_backends_take_them(
+    tmp_path: Path, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path)
+    service = session(tmp_path, profiled=("lister", "absent", "broken", "first"))
     found = service.backends  # the agent's service probes once, before its first cycle
     EVENTS.clear()
 
@@ -302,51 +356,93 @@ def test_a_renewed_session_starts_what_the_earlier_one_found_before_probing(
     worker.start_scans()
 
     assert EVENTS == [
-        "start first",  # before anything is read or probed
-        "start second",
-        "probe first",  # then every backend is probed again, as in any new session
+        "start lister",  # through the service's backends, before anything is read or probed
+        "start first",
+        "probe lister",  # then every backend is probed afresh, as in any new session
+        "start lister",
         "probe absent",
         "probe broken",
-        "probe second",
-    ]
-    assert [b.name for b in worker.backends] == ["first", "second"]
-    assert all(w is s for w, s in zip(worker.backends, found, strict=True))  # same listings
-    assert worker.backend_problems == ["broken: broken: test"]
-
-
-def test_a_renewed_session_stops_a_listing_whose_backend_is_gone(tmp_path: Path) -> None:
-    service = session(tmp_path, profiled=("first", "vanishing"))
-    assert [b.name for b in service.backends] == ["first", "vanishing"]
-    EVENTS.clear()
-
-    worker = renewed(service)
-    Vanishing.status = ProbeStatus.BROKEN  # its database broke since the service probed
-    worker.start_scans()  # its listing started (the service found it) — the tool is gone
-    assert EVENTS == [
-        "start first",
-        "cannot start vanishing",  # no error: the probe that follows says what is wrong
         "probe first",
-        "probe vanishing",
+        "start first",  # a fake without a process: started again, nothing to take
     ]
-    assert [b.name for b in worker.backends] == ["first"]
-    assert worker.backend_problems == ["vanishing: broken: test"]
+    assert spawned == [Lister.argv]  # one process: the worker's lister took it as it ran
+    assert [b.name for b in worker.backends] == ["lister", "first"]
+    assert all(w is not s for w, s in zip(worker.backends, found, strict=True))  # new objects
+    lister = lister_of(worker)
+    assert lister.listing is lister_of(service).listing
+    assert worker.backend_problems == ["broken: broken: test"]
+    assert lister.scan().updates == ()  # collected by the worker's backend
+    assert not listing_runs(lister)
 
 
-def test_a_listing_started_for_a_backend_no_longer_usable_is_stopped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_listing_started_ahead_that_no_backend_takes_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path, profiled=("first", "vanishing"))
-    assert [b.name for b in service.backends] == ["first", "vanishing"]
+    service = session(tmp_path, profiled=("lister", "first"))
+    ahead = lister_of(service)
+    ahead.argv = Lister.argv  # the service's copy: its command then
     EVENTS.clear()
     worker = renewed(service)
-    # It starts, then its probe finds it absent (removed just now): nothing collects it.
-    monkeypatch.setattr(Vanishing, "_probe", lambda self: Probe(ProbeStatus.ABSENT, "gone"))
+    # The lister's command changed since the service probed (its configuration, say).
+    monkeypatch.setattr(Lister, "argv", ("sh", "-c", "echo changed; exec sleep 300"))
 
     worker.start_scans()
 
-    assert EVENTS == ["start first", "start vanishing", "probe first", "stop vanishing"]
+    assert spawned == [("sh", "-c", "echo listed; exec sleep 300"), Lister.argv]
+    assert not listing_runs(ahead)  # stopped
+    taken = lister_of(worker)
+    assert taken.listing is not ahead.listing
+    assert listing_runs(taken)  # its own
+    worker.stop_scans()
+    assert not listing_runs(taken)
+
+
+def test_a_listing_started_ahead_for_a_backend_now_gone_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
+) -> None:
+    service = session(tmp_path, profiled=("lister", "first"))
+    ahead = lister_of(service)
+    EVENTS.clear()
+    worker = renewed(service)
+    monkeypatch.setattr(Lister, "status", ProbeStatus.ABSENT)  # removed since the service probed
+
+    worker.start_scans()
+
+    assert spawned == [Lister.argv]
+    assert not listing_runs(ahead)  # stopped
     assert [b.name for b in worker.backends] == ["first"]
     assert worker.backend_problems == []  # absent: skipped quietly, as ever
+
+
+def test_listings_started_ahead_are_stopped_when_the_selection_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
+) -> None:
+    service = session(tmp_path, configured=("lister", "first"))
+    ahead = lister_of(service)
+    worker = renewed(service)
+    monkeypatch.setattr(First, "status", ProbeStatus.BROKEN)
+
+    with pytest.raises(BackendUnavailable, match="first: broken: test"):
+        worker.start_scans()
+
+    assert spawned == [Lister.argv]
+    assert not listing_runs(ahead)  # stopped
+
+
+def test_a_backend_whose_start_ahead_fails_is_judged_by_its_own_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = session(tmp_path, profiled=("vanishing", "first"))
+    assert [b.name for b in service.backends] == ["vanishing", "first"]
+    EVENTS.clear()
+    worker = renewed(service)
+    monkeypatch.setattr(Vanishing, "status", ProbeStatus.BROKEN)  # its database broke
+
+    worker.start_scans()  # no error from the start ahead: the probe says what is wrong
+
+    assert EVENTS[:3] == ["cannot start vanishing", "start first", "probe vanishing"]
+    assert [b.name for b in worker.backends] == ["first"]
+    assert worker.backend_problems == ["vanishing: broken: test"]
 
 
 def test_only_backends_that_look_advisories_up_are_asked_and_cached(tmp_path: Path) -> None:

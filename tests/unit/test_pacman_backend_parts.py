@@ -222,3 +222,19 @@ def test_pacmans_version_is_asked_once_per_installed_binary(
     (tmp_path / "work/pacman/version").write_text("/usr/bin/pacman:0:0\n0.1\n")  # another binary
     assert _backend(tmp_path).probe() == first
     assert len(calls) == 2
+
+
+def test_a_listing_whose_scan_fails_before_collecting_it_is_stopped(tmp_path: Path) -> None:
+    from patchd import process
+
+    backend = _backend(tmp_path)
+    listing = process.start(["sleep", "300"], timeout_s=600)  # as `pacman -Qu` would run
+    backend._listing = listing
+    (tmp_path / "var/lib/pacman/local/damaged-1.0-1").mkdir(parents=True)  # no desc file
+
+    with pytest.raises(BackendError, match="damaged"):
+        backend._list_updates()  # reading the local database while it lists fails
+    assert listing.running()  # still the backend's, so the scan's clean-up can stop it
+    backend.stop_scan()
+    assert not listing.running()
+    assert backend._listing is None

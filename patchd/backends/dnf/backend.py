@@ -154,12 +154,15 @@ class DnfBackend(Backend):
     def _list_updates(self) -> ScanResult:
         self._start_listing()
         assert self._listing is not None
-        listing, self._listing = self._listing, None
+        listing = self._listing  # stop_scan() stops it until it is collected
         installed = self._installed_packages()
         warnings: list[str] = []
         # Read while check-update runs: the advisories of installed packages only.
         advisories = self._repo_advisories(frozenset(p.name for p in installed), warnings)
-        result = listing.wait()
+        try:
+            result = listing.wait()
+        finally:
+            self._listing = None  # collected, or failed: the next scan lists afresh
         entries, problems = self._parse_listing(result.stdout)
         warnings += problems
         for repo in repos_without_cache(result.stderr):

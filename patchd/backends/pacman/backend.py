@@ -138,14 +138,17 @@ class PacmanBackend(Backend):
     def _list_updates(self) -> ScanResult:
         self._start_listing()
         assert self._listing is not None
-        listing, self._listing = self._listing, None
+        listing = self._listing  # stop_scan() stops it until it is collected
         # Read while pacman lists: the databases it reads, the advisories, the packages.
         synced = any(self.pacman.paths.sync_db.glob("*.db"))
         index_warnings: list[str] = []
         index = self._advisory_index(index_warnings)
         installed = self._installed if self._installed is not None else self._installed_packages()
         arches = {p.name: p.arch for p in installed}
-        result = listing.wait()
+        try:
+            result = listing.wait()
+        finally:
+            self._listing = None  # collected, or failed: the next scan lists afresh
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         if result.returncode != 0 and errors:
             # Exit status 1 alone means "nothing to upgrade"; with errors it means broken.

@@ -135,11 +135,14 @@ class ZypperBackend(Backend):
     def _list_updates(self) -> ScanResult:
         self._start_listing()
         assert self._listing is not None
-        listing, self._listing = self._listing, None
+        listing = self._listing  # stop_scan() stops it until it is collected
         # Read while zypper lists: its repositories' advisories of installed packages.
         installed = frozenset(p.name for p in self._installed.get())
         advisories = {alias: self._repo_advisories(alias, installed) for alias in self._aliases()}
-        result = listing.wait()
+        try:
+            result = listing.wait()
+        finally:
+            self._listing = None  # collected, or failed: the next scan lists afresh
         try:
             listed = parse_list_updates(result.stdout)
         except ZypperOutputError as e:

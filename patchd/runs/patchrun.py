@@ -239,7 +239,8 @@ class PatchRun:
         self.recorder.record(outcome)
         self._step(Step.TRANSACTION_ENDED, backend=name,
                    results={r.change.name: r.outcome.value for r in outcome.results})  # fmt: skip
-        store.save_advisories(batch, backend.advisories(batch), self.session.clock())
+        if backend.looks_up_advisories:
+            store.save_advisories(batch, backend.advisories(batch), self.session.clock())
 
     def _leave(self, updates: Sequence[Update], reason: str) -> None:
         """Record ``updates`` as not attempted in this run, and why."""

@@ -412,6 +412,8 @@ class StateStore:
     def save_advisories(
         self, updates: Iterable[Update], advisories: Mapping[str, Advisory], now: datetime
     ) -> None:
+        if not advisories:
+            return  # nothing to keep: no transaction
         with self._transaction() as db:
             for u in updates:
                 a = advisories.get(u.id)

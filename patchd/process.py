@@ -336,16 +336,31 @@ class RunningCommand:
 
     def stop(self) -> None:
         """Stop the command if it still runs (its whole process group)."""
+        self._key = None  # stopped by patchd: never offered to a start (started_ahead)
         _stop(self._proc)
         for pump in self._pumps:
             pump.join()
 
+    @property
+    def started_at(self) -> float:
+        """When it was started, on ``time.monotonic``'s clock."""
+        return self._started
+
 
 def stop_all(*commands: RunningCommand | None) -> None:
-    """Stop each command that still runs; ``None`` (never started, or collected) is skipped."""
+    """Stop each command that still runs; ``None`` (never started, or collected) is skipped.
+
+    Every one is tried, even after one could not be stopped; the first error is raised.
+    """
+    failed: BaseException | None = None
     for command in commands:
         if command is not None:
-            command.stop()
+            try:
+                command.stop()
+            except BaseException as e:  # the others must not keep running for it
+                failed = failed or e
+    if failed is not None:
+        raise failed
 
 
 def start(
@@ -387,16 +402,20 @@ def start(
         _BoundedCapture(max_output_bytes, on_line),
         _BoundedCapture(max_output_bytes, on_line),
     )
-    command = RunningCommand(
-        argv,
-        proc,
-        captures,
-        timeout_s=timeout_s,
-        ok_codes=ok_codes,
-        redact=redact,
-        input_bytes=input_text.encode() if input_text is not None else None,
-        key=key,
-    )
+    try:
+        command = RunningCommand(
+            argv,
+            proc,
+            captures,
+            timeout_s=timeout_s,
+            ok_codes=ok_codes,
+            redact=redact,
+            input_bytes=input_text.encode() if input_text is not None else None,
+            key=key,
+        )
+    except BaseException:  # its output could not be read (no thread): nothing may keep it
+        _stop(proc)
+        raise
     recording = _recording.get()
     if recording is not None:
         recording.append(command)
@@ -439,10 +458,15 @@ def recording_starts() -> Iterator[list[RunningCommand]]:
 def started_ahead(commands: Sequence[RunningCommand]) -> Iterator[None]:
     """Offer commands already running to the block's calls to :func:`start`.
 
-    A start of exactly one of them — the same argv, added environment, working
-    directory, input, timeout, accepted exit codes, output bound and redactions, and no
-    line callback — takes it, running since it was started, instead of starting it
-    again. The commands no start took are stopped when the block ends.
+    Meant for one caller's commands started ahead of it (a backend's listing, started
+    by an earlier copy of that backend). A start of exactly one of them — the same argv,
+    added environment, working directory, input, timeout, accepted exit codes, output
+    bound and redactions, and no line callback — takes it, running since it was started,
+    instead of starting it again. A start that matches none first stops those still
+    offered that run the same program: they were started for a command that has changed
+    since, and two runs of one package manager would wait on each other's lock. What no
+    start took is stopped when the block ends. The offer is made to the calling thread only (a context
+    variable: on Python 3.11 a new thread starts with an empty context).
     """
     offered = list(commands)
     token = _offered.set(offered)
@@ -455,10 +479,16 @@ def started_ahead(commands: Sequence[RunningCommand]) -> Iterator[None]:
 
 def _take_started_ahead(key: _StartKey) -> RunningCommand | None:
     offered = _offered.get()
-    for index, command in enumerate(offered or ()):
+    if not offered:
+        return None
+    for index, command in enumerate(offered):
         if command._key == key:
-            assert offered is not None
             return offered.pop(index)
+    # Started by the same program for a command that changed: stopped before the new one
+    # starts, which would otherwise wait for its lock (zypper, dnf) or compete with it.
+    stale = [command for command in offered if command.argv[0] == key.argv[0]]
+    offered[:] = [command for command in offered if command not in stale]
+    stop_all(*stale)
     return None
 
 

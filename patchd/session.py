@@ -62,7 +62,8 @@ class Session:
         and its backends are new objects. But a scan starts its listings earlier: first,
         before anything is read, through the backends this session found usable (in a
         forked worker, its own copies of them); then each new backend that starts exactly
-        the same command takes it as it runs (:func:`patchd.process.started_ahead`), and
+        the same command takes it as it runs (:func:`patchd.process.started_ahead`: the
+        commands an old backend started are offered to the new one of its name), and
         what none takes — a backend gone, a command that changed — is stopped. The
         package managers start a few milliseconds sooner and the probes run while they
         list. Called in this session's own process, its backends would hold commands
@@ -115,34 +116,40 @@ class Session:
         starts before the other backends are probed. In a session :meth:`renewed` from
         another, they start before any probe.
         """
-        ahead = self._start_ahead()
+        ahead = self._start_ahead()  # by backend: each new one is offered its own
         started: list[Backend] = []
 
         def start(backend: Backend) -> None:
             if backend not in started:
                 started.append(backend)  # first: a start that fails half-way is stopped too
-            backend.start_scan()  # a listing already started is not started again
+            with process.started_ahead(ahead.pop(backend.name, ())):  # the rest: stopped
+                backend.start_scan()  # a listing already started is not started again
 
         try:
-            with process.started_ahead(ahead):  # what no backend takes is stopped
-                self._select(found=start)
-                for backend in self.backends:  # probed earlier, or configured: start them now
-                    start(backend)
+            self._select(found=start)
+            for backend in self.backends:  # probed earlier, or configured: start them now
+                start(backend)
         except BaseException:
             _stop_scans(started)  # no scan will collect them
             raise
+        finally:
+            process.stop_all(*(c for commands in ahead.values() for c in commands))  # gone
 
-    def _start_ahead(self) -> list[process.RunningCommand]:
+    def _start_ahead(self) -> dict[str, list[process.RunningCommand]]:
         """Start the listings of the backends an earlier session found (see :meth:`renewed`)."""
         probed, self._probed = self._probed, []  # once: then they are this session's to take
-        with process.recording_starts() as ahead:
-            try:
-                for backend in probed:
-                    with contextlib.suppress(PatchdError):  # the backend's own probe says why
-                        backend.start_scan()
-            except BaseException:
-                process.stop_all(*ahead)
-                raise
+        ahead: dict[str, list[process.RunningCommand]] = {}
+        try:
+            for backend in probed:
+                # A start that fails is left to the new backend's probe to explain.
+                with (
+                    process.recording_starts() as ahead[backend.name],
+                    contextlib.suppress(PatchdError),
+                ):
+                    backend.start_scan()
+        except BaseException:
+            process.stop_all(*(c for commands in ahead.values() for c in commands))
+            raise
         return ahead
 
     def stop_scans(self) -> None:

@@ -157,6 +157,35 @@ def test_a_listing_starts_once_and_a_stopped_one_leaves_nothing_running(
     assert {fixture.security.name, fixture.ordinary.name} <= updates.keys()
 
 
+def test_a_new_copy_of_the_backend_takes_the_commands_an_earlier_one_started(
+    fixture: Fixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the agent's worker (Session.renewed): the service's copy of the backend starts
+    the listing, a new backend of the same kind starts exactly the same commands and
+    takes them as they run: nothing is started twice, and its scan is complete."""
+    spawned: list[tuple[str, ...]] = []
+    popen = process._popen
+
+    def counted(argv: Sequence[str], *args: Any) -> Any:
+        spawned.append(tuple(argv))
+        return popen(argv, *args)
+
+    monkeypatch.setattr(process, "_popen", counted)
+    earlier = fixture.backend
+    with process.recording_starts() as ahead:
+        earlier.start_scan()
+    assert ahead
+    assert len(spawned) == len(ahead)
+
+    later = type(earlier)(earlier.context)
+    with process.started_ahead(ahead):
+        later.start_scan()
+    assert len(spawned) == len(ahead)  # every command taken over: none started again
+    updates = {u.name: u for u in later.scan().updates}
+    assert {fixture.security.name, fixture.ordinary.name} <= updates.keys()
+    assert not any(command.running() for command in ahead)  # collected (or not needed)
+
+
 def test_scan_changes_nothing(fixture: Fixture) -> None:
     before = fixture.versions()
     _updates(fixture)

@@ -20,7 +20,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -705,34 +705,123 @@ def test_a_timeout_longer_than_poll_can_wait_is_allowed() -> None:
     assert (result.returncode, result.stdout) == (0, "done\n")
 
 
-def test_a_command_started_ahead_is_taken_by_the_same_start_and_the_rest_are_stopped() -> None:
-    sleeper = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(300)"]
+SLEEPER = (sys.executable, "-c", "import time; print('up', flush=True); time.sleep(300)")
+
+
+@pytest.fixture
+def made() -> Iterator[list[process.RunningCommand]]:
+    """Commands a test starts: all stopped after it, whatever happened."""
+    commands: list[process.RunningCommand] = []
+    yield commands
+    process.stop_all(*commands)
+
+
+def _ahead(
+    made: list[process.RunningCommand], *starts: dict[str, Any]
+) -> list[process.RunningCommand]:
     with process.recording_starts() as ahead:
-        same = process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"})
-        other = process.start([*sleeper, "other"], timeout_s=600)
-    assert ahead == [same, other]
-    made = [same, other]
-    try:
-        with process.started_ahead(ahead):
-            taken = process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"})
-            # Anything else that shapes the command or its result: a new one.
-            made.append(process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "2"}))
-            made.append(process.start([*sleeper, "other"], timeout_s=600, on_line=print))
-        assert taken is same
-        assert made[2] is not same
-        assert made[3] is not other
-        assert all(command.running() for command in (taken, made[2], made[3]))
-        assert not other.running()  # offered, taken by none: stopped when the block ended
-        made.append(process.start(sleeper, timeout_s=600, env={"PATCHD_TEST": "1"}))
-        assert made[4] is not same  # outside the block nothing is offered
-    finally:
-        process.stop_all(*made)
+        for kwargs in starts:
+            made.append(process.start(**{"argv": SLEEPER, "timeout_s": 600, **kwargs}))
+    assert ahead == made[-len(starts) :]
+    return ahead
+
+
+def test_a_command_started_ahead_is_taken_by_exactly_the_same_start(
+    made: list[process.RunningCommand],
+) -> None:
+    (ahead,) = _ahead(made, {"env": {"PATCHD_TEST": "1"}})
+    with process.started_ahead([ahead]):
+        taken = process.start(SLEEPER, timeout_s=600, env={"PATCHD_TEST": "1"})
+    assert taken is ahead
+    assert taken.running()
+    made.append(process.start(SLEEPER, timeout_s=600, env={"PATCHD_TEST": "1"}))
+    assert made[-1] is not ahead  # outside the block nothing is offered
+    taken.stop()
     assert not taken.running()
 
 
-def test_commands_started_ahead_are_stopped_when_the_block_fails() -> None:
-    with process.recording_starts() as ahead:
-        command = process.start(["sleep", "300"], timeout_s=600)
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"argv": (*SLEEPER, "other")},
+        {"env": {"PATCHD_TEST": "2"}},
+        {"cwd": "/"},
+        {"input_text": "yes\n"},
+        {"timeout_s": 601},
+        {"ok_codes": (0, 1)},
+        {"max_output_bytes": 1024},
+        {"redact": ("secret",)},
+        {"on_line": print},  # a caller's own callback: never shared
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_a_start_that_differs_in_anything_starts_its_own_and_stops_the_stale_one_first(
+    made: list[process.RunningCommand], change: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ahead,) = _ahead(made, {"env": {"PATCHD_TEST": "1"}})
+    seen_running: list[bool] = []
+    popen = process._popen
+
+    def spawn(*args: Any) -> Any:
+        seen_running.append(ahead.running())  # the stale one, when the new one starts
+        return popen(*args)
+
+    monkeypatch.setattr(process, "_popen", spawn)
+    with process.started_ahead([ahead]):
+        made.append(
+            process.start(
+                **{"argv": SLEEPER, "timeout_s": 600, "env": {"PATCHD_TEST": "1"}, **change}
+            )
+        )
+    assert made[-1] is not ahead
+    assert made[-1].running()
+    assert not ahead.running()
+    if "on_line" not in change:  # no key, no look at what is offered: stopped at the end
+        assert seen_running == [False]  # stopped before its replacement started
+
+
+def test_a_start_of_another_program_leaves_the_offered_ones_running(
+    made: list[process.RunningCommand],
+) -> None:
+    (ahead,) = _ahead(made, {})
+    with process.started_ahead([ahead]):
+        made.append(process.start(["sleep", "300"], timeout_s=600))  # a helper, not the listing
+        assert ahead.running()
+        taken = process.start(SLEEPER, timeout_s=600)
+    assert taken is ahead
+    assert taken.running()
+
+
+def test_a_command_patchd_stopped_is_never_offered(made: list[process.RunningCommand]) -> None:
+    (ahead,) = _ahead(made, {})
+    ahead.stop()  # its starter gave up on it (a second command could not start, say)
+    with process.started_ahead([ahead]):
+        made.append(process.start(SLEEPER, timeout_s=600))
+    assert made[-1] is not ahead
+    assert made[-1].running()
+
+
+def test_commands_started_ahead_are_stopped_when_the_block_fails(
+    made: list[process.RunningCommand],
+) -> None:
+    ahead = _ahead(made, {}, {"argv": ["sleep", "300"]})
     with pytest.raises(RuntimeError, match="no backend"), process.started_ahead(ahead):
         raise RuntimeError("no backend")
-    assert not command.running()
+    assert not any(command.running() for command in ahead)
+
+
+def test_stopping_several_stops_each_even_when_one_cannot_be_stopped(
+    made: list[process.RunningCommand], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _ahead(made, {}, {"argv": ["sleep", "300"]})
+    stop = process.RunningCommand.stop
+
+    def failing(self: process.RunningCommand) -> None:
+        if self is first:
+            raise OSError("cannot signal it")
+        stop(self)
+
+    monkeypatch.setattr(process.RunningCommand, "stop", failing)
+    with pytest.raises(OSError, match="cannot signal it"):
+        process.stop_all(first, second)
+    assert not second.running()

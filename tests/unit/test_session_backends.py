@@ -460,3 +460,21 @@ def test_only_backends_that_look_advisories_up_are_asked_and_cached(tmp_path: Pa
         assert by_backend["quiet"].cves == ()
     cached = s.store.cached_advisories(report.updates)
     assert list(cached) == [by_backend["adviser"].id]  # nothing stored for the other
+
+
+def test_listings_started_ahead_are_stopped_when_starting_them_is_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
+) -> None:
+    service = session(tmp_path, profiled=("lister", "first"))
+    ahead = lister_of(service)
+    worker = renewed(service)
+
+    def interrupted(self: Recording) -> None:
+        raise KeyboardInterrupt  # the agent told to stop while the lister's is running
+
+    monkeypatch.setattr(First, "_start_listing", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        worker.start_scans()
+
+    assert spawned == [Lister.argv]
+    assert not listing_runs(ahead)

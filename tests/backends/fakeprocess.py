@@ -11,6 +11,7 @@ would), or a list of answers used one per call. An unexpected command fails the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class StartedCommand:
     result: process.CommandResult | None
     error: CommandError | None
     stopped: bool = False
+    started_at: float = field(default_factory=time.monotonic)  # as RunningCommand's
 
     def wait(self) -> process.CommandResult:
         if self.error is not None:

@@ -114,3 +114,33 @@ def test_a_memo_of_another_backend_is_not_used(tmp_path: Path) -> None:
     InstalledMemo(path, "dnf").keep("f1", [InstalledPackage("hello", "1.0-1", "noarch", "dnf")])
 
     assert InstalledMemo(path, "zypper").recall("f1") is None
+
+
+@pytest.mark.parametrize(("started_ago_s", "remembered"), [(0.0, True), (SETTLE_S * 2, False)])
+def test_an_rpm_query_taken_over_as_it_ran_is_remembered_only_if_it_started_after_the_settling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started_ago_s: float, remembered: bool
+) -> None:
+    """A query started ahead (process.started_ahead) may have read the database before the
+    fingerprint was taken; the fingerprint vouches only for the last SETTLE_S seconds."""
+    import time
+    from types import SimpleNamespace
+    from typing import Any
+
+    from patchd.backends.rpm import rpmdb
+
+    packages = [InstalledPackage("bash", "5.2-1", "x86_64", "dnf")]
+    query = SimpleNamespace(started_at=time.monotonic() - started_ago_s)
+    database: Any = SimpleNamespace(
+        target=SimpleNamespace(path=lambda p: tmp_path / p.lstrip("/")),
+        db_dir="/var/lib/rpm",
+        start_query=lambda: query,
+    )
+    monkeypatch.setattr(rpmdb, "settled_database_fingerprint", lambda path: "unchanged")
+    monkeypatch.setattr(rpmdb.RpmDatabase, "collect", staticmethod(lambda running, b: packages))
+    memo = InstalledMemo(tmp_path / "installed.json", "dnf")
+
+    snapshot = rpmdb.InstalledSnapshot(database, "dnf", memo)
+    snapshot.start()
+
+    assert snapshot.get() == packages
+    assert memo.recall("unchanged") == (packages if remembered else None)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from patchd import process
 from patchd.atomicfile import atomic_write_text
-from patchd.backends.installedmemo import InstalledMemo, settled_fingerprint
+from patchd.backends.installedmemo import SETTLE_S, InstalledMemo, settled_fingerprint
 from patchd.backends.rpm.versions import compare, evr
 from patchd.filestate import stat_line
 from patchd.models import InstalledPackage
@@ -252,6 +253,7 @@ class InstalledSnapshot:
     def start(self) -> None:
         """Begin a fresh reading (a new scan); the memo answers if the database is unchanged."""
         self._drop()
+        looked_at = time.monotonic()
         if self._memo is not None:
             self._fingerprint = settled_database_fingerprint(
                 self._rpmdb.target.path(self._rpmdb.db_dir)
@@ -260,6 +262,11 @@ class InstalledSnapshot:
             if self._packages is not None:
                 return
         self._running = self._rpmdb.start_query()
+        if self._running.started_at < looked_at - SETTLE_S:
+            # Taken over as it ran (process.started_ahead), and started before the last
+            # SETTLE_S in which the fingerprint says the database did not change: it may
+            # have read an older database, so what it reads is not remembered.
+            self._fingerprint = None
 
     def get(self) -> list[InstalledPackage]:
         if self._packages is None and self._running is None:

@@ -232,9 +232,12 @@ def test_a_listing_whose_scan_fails_before_collecting_it_is_stopped(tmp_path: Pa
     backend._listing = listing
     (tmp_path / "var/lib/pacman/local/damaged-1.0-1").mkdir(parents=True)  # no desc file
 
-    with pytest.raises(BackendError, match="damaged"):
-        backend._list_updates()  # reading the local database while it lists fails
-    assert listing.running()  # still the backend's, so the scan's clean-up can stop it
-    backend.stop_scan()
-    assert not listing.running()
-    assert backend._listing is None
+    try:
+        with pytest.raises(BackendError, match="damaged"):
+            backend._list_updates()  # reading the local database while it lists fails
+        assert listing.running()  # still the backend's, so the scan's clean-up can stop it
+        backend.stop_scan()
+        assert not listing.running()
+        assert backend._listing is None
+    finally:
+        listing.stop()

@@ -139,10 +139,8 @@ class PacmanBackend(Backend):
         self._start_listing()
         assert self._listing is not None
         listing = self._listing  # stop_scan() stops it until it is collected
-        # Read while pacman lists: the databases it reads, the advisories, the packages.
+        # Read while pacman lists: whether it has synced databases, the installed packages.
         synced = any(self.pacman.paths.sync_db.glob("*.db"))
-        index_warnings: list[str] = []
-        index = self._advisory_index(index_warnings)
         installed = self._installed if self._installed is not None else self._installed_packages()
         arches = {p.name: p.arch for p in installed}
         try:
@@ -160,8 +158,7 @@ class PacmanBackend(Backend):
                 f"pacman has no synced repository databases in {self.pacman.paths.sync_db}; "
                 "run `patchd scan --refresh` (pacman -Sy)"
             )
-        if entries:
-            warnings += index_warnings
+        index = self._advisory_index(warnings) if entries else None  # megabytes: if needed
         updates = tuple(self._update(e, arches.get(e.name, "any"), index) for e in entries)
         return ScanResult(updates=updates, warnings=tuple(warnings))
 

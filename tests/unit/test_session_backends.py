@@ -375,14 +375,19 @@ def test_a_renewed_session_starts_listings_before_probing_and_its_backends_take_
     assert not listing_runs(lister)
 
 
-def test_a_listing_started_ahead_that_no_backend_takes_is_stopped(
+def service_and_worker(tmp_path: Path, **kwargs: Any) -> tuple[Lister, Session]:
+    """The service's lister (probed), and a worker's session renewed from the service's."""
+    service = session(tmp_path, **kwargs)
+    ahead = lister_of(service)
+    ahead.argv = Lister.argv  # the service's copy: its command as it was then
+    EVENTS.clear()
+    return ahead, renewed(service)
+
+
+def test_a_listing_started_ahead_whose_command_changed_is_stopped_for_the_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path, profiled=("lister", "first"))
-    ahead = lister_of(service)
-    ahead.argv = Lister.argv  # the service's copy: its command then
-    EVENTS.clear()
-    worker = renewed(service)
+    ahead, worker = service_and_worker(tmp_path, profiled=("lister", "first"))
     # The lister's command changed since the service probed (its configuration, say).
     monkeypatch.setattr(Lister, "argv", ("sh", "-c", "echo changed; exec sleep 300"))
 
@@ -400,10 +405,7 @@ def test_a_listing_started_ahead_that_no_backend_takes_is_stopped(
 def test_a_listing_started_ahead_for_a_backend_now_gone_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path, profiled=("lister", "first"))
-    ahead = lister_of(service)
-    EVENTS.clear()
-    worker = renewed(service)
+    ahead, worker = service_and_worker(tmp_path, profiled=("lister", "first"))
     monkeypatch.setattr(Lister, "status", ProbeStatus.ABSENT)  # removed since the service probed
 
     worker.start_scans()
@@ -417,9 +419,7 @@ def test_a_listing_started_ahead_for_a_backend_now_gone_is_stopped(
 def test_listings_started_ahead_are_stopped_when_the_selection_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path, configured=("lister", "first"))
-    ahead = lister_of(service)
-    worker = renewed(service)
+    ahead, worker = service_and_worker(tmp_path, configured=("lister", "first"))
     monkeypatch.setattr(First, "status", ProbeStatus.BROKEN)
 
     with pytest.raises(BackendUnavailable, match="first: broken: test"):
@@ -465,9 +465,7 @@ def test_only_backends_that_look_advisories_up_are_asked_and_cached(tmp_path: Pa
 def test_listings_started_ahead_are_stopped_when_starting_them_is_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[tuple[str, ...]]
 ) -> None:
-    service = session(tmp_path, profiled=("lister", "first"))
-    ahead = lister_of(service)
-    worker = renewed(service)
+    ahead, worker = service_and_worker(tmp_path, profiled=("lister", "first"))
 
     def interrupted(self: Recording) -> None:
         raise KeyboardInterrupt  # the agent told to stop while the lister's is running

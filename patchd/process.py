@@ -465,8 +465,8 @@ def started_ahead(commands: Sequence[RunningCommand]) -> Iterator[None]:
     instead of starting it again. A start that matches none first stops those still
     offered that run the same program: they were started for a command that has changed
     since, and two runs of one package manager would wait on each other's lock. What no
-    start took is stopped when the block ends. The offer is made to the calling thread only (a context
-    variable: on Python 3.11 a new thread starts with an empty context).
+    start took is stopped when the block ends. The offer is made to the calling thread
+    only (a context variable: on Python 3.11 a new thread starts with an empty context).
     """
     offered = list(commands)
     token = _offered.set(offered)

@@ -18,7 +18,6 @@ from patchd.transcript import Transcript
 
 if TYPE_CHECKING:
     from patchd.discovery.inventory import Inventory
-    from patchd.state.store import InventoryDocument
 
 log = logging.getLogger(__name__)
 
@@ -90,35 +89,6 @@ def _with_advisories(session: Session, updates: Sequence[Update]) -> list[Update
     return [u.with_advisory(known[u.id]) if u.id in known else u for u in updates]
 
 
-def _discover(
-    session: Session, packages: list[InstalledPackage], now: datetime, *, record: bool
-) -> tuple[Inventory, InventoryDocument | None]:
-    """The inventory (its installed packages added to ``packages``), and with ``record``
-    its serialised document, the state database opened on the way."""
-    # Imported only now: discovery's modules load while the listings run.
-    from patchd.discovery.inventory import discover
-
-    for backend in session.backends:
-        packages.extend(backend.installed_packages())
-    inventory = discover(
-        target=session.target,
-        os_info=session.os_info,
-        profile=session.profile,
-        packages=packages,
-        backends=session.backend_statuses(),
-        tags=session.config.tags,
-        now=now,
-        reboot_reasons=session.manager_reboot_reasons(),
-    )
-    if not record:
-        return inventory, None
-    with contextlib.suppress(StateError):  # said where recording fails
-        _ = session.store  # opened while the listings run, not after them
-    from patchd.state.store import InventoryDocument
-
-    return inventory, InventoryDocument.of(inventory.as_dict())  # serialised while they run
-
-
 def scan(session: Session, *, refresh: bool = False, record: bool = True) -> ScanReport:
     """Discover the target and list its updates; with ``record``, keep the sightings."""
     now = session.clock()
@@ -128,7 +98,28 @@ def scan(session: Session, *, refresh: bool = False, record: bool = True) -> Sca
         session.start_scans()  # the package managers list while patchd discovers
     try:
         warnings = [f"backend {p}" for p in session.backend_problems]
-        inventory, document = _discover(session, packages, now, record=record)
+        # Imported only now: discovery's modules load while the listings run.
+        from patchd.discovery.inventory import discover
+
+        for backend in session.backends:
+            packages.extend(backend.installed_packages())
+        inventory = discover(
+            target=session.target,
+            os_info=session.os_info,
+            profile=session.profile,
+            packages=packages,
+            backends=session.backend_statuses(),
+            tags=session.config.tags,
+            now=now,
+            reboot_reasons=session.manager_reboot_reasons(),
+        )
+        document = None
+        if record:
+            with contextlib.suppress(StateError):  # said below, where recording fails
+                _ = session.store  # opened while the listings run, not after them
+            from patchd.state.store import InventoryDocument
+
+            document = InventoryDocument.of(inventory.as_dict())  # serialised while they run
         for backend in session.backends:
             result = backend.scan(refresh=refresh, transcript=Transcript())
             updates.extend(result.updates)

@@ -133,7 +133,7 @@ class Session:
             _stop_scans(started)  # no scan will collect them
             raise
         finally:
-            process.stop_all(*(c for commands in ahead.values() for c in commands))  # gone
+            _stop_ahead(ahead)  # those of backends gone
 
     def _start_ahead(self) -> dict[str, list[process.RunningCommand]]:
         """Start the listings of the backends an earlier session found (see :meth:`renewed`)."""
@@ -148,7 +148,7 @@ class Session:
                 ):
                     backend.start_scan()
         except BaseException:
-            process.stop_all(*(c for commands in ahead.values() for c in commands))
+            _stop_ahead(ahead)
             raise
         return ahead
 
@@ -209,6 +209,10 @@ class Session:
 
             self._store = StateStore.open(self.state_dir)
         return self._store
+
+
+def _stop_ahead(ahead: dict[str, list[process.RunningCommand]]) -> None:
+    process.stop_all(*(command for commands in ahead.values() for command in commands))
 
 
 def _stop_scans(backends: list[Backend]) -> None:

@@ -160,7 +160,7 @@ class _Child:
         self.state_dir = Path(request["state_dir"])
         self.listing = [str(a) for a in request["listing"]]
         self.listing_ok = tuple(int(c) for c in request["listing_ok"])
-        self.service: Session | None = None  # the service's own session, as the agent keeps it
+        self.service = self.session()  # the service's own session, as the agent keeps it
 
     def session(self) -> Session:
         from patchd.session import Session
@@ -187,7 +187,6 @@ class _Child:
             code = 1
             try:
                 os.close(read_end)
-                assert self.service is not None
                 with self.service.renewed() as session:  # as the agent's worker opens it
                     found = len(scan(session).updates)
                     scanned = time.perf_counter()
@@ -260,7 +259,6 @@ def _child(request: dict[str, Any]) -> int:
     from patchd.agent.service import _preload
 
     child = _Child(request)
-    child.service = child.session()
     _preload(child.service)  # as the agent's service does before its first cycle
     _, _, updates = child.worker_scan()
     if request["expect"] is not None and updates != request["expect"]:

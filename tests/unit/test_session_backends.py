@@ -151,22 +151,6 @@ class Lister(Recording):
         return ScanResult(updates=())
 
 
-class Adviser(Recording):
-    """Lists one update, and looks advisories up as apt does (``looks_up_advisories``)."""
-
-    name = "adviser"
-    status = ProbeStatus.PRESENT
-    looks_up_advisories = True
-
-    def _list_updates(self) -> ScanResult:
-        self.started = False
-        return ScanResult(updates=(dataclasses.replace(ONE_UPDATE, backend=self.name),))
-
-    def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
-        EVENTS.append(f"advisories {self.name}: {len(updates)}")
-        return {u.id: Advisory(("CVE-2026-0001",), Severity.IMPORTANT, "test") for u in updates}
-
-
 class Quiet(Recording):
     """Lists one update; its listing carries all it knows (no advisory look-up)."""
 
@@ -179,6 +163,17 @@ class Quiet(Recording):
 
     def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
         raise AssertionError("a backend without looks_up_advisories is never asked")
+
+
+class Adviser(Quiet):
+    """Lists one update, and looks advisories up as apt does (``looks_up_advisories``)."""
+
+    name = "adviser"
+    looks_up_advisories = True
+
+    def _advisories(self, updates: Sequence[Update]) -> dict[str, Advisory]:
+        EVENTS.append(f"advisories {self.name}: {len(updates)}")
+        return {u.id: Advisory(("CVE-2026-0001",), Severity.IMPORTANT, "test") for u in updates}
 
 
 ONE_UPDATE = Update(

@@ -16,6 +16,7 @@ becomes due, whichever comes first.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -424,12 +425,17 @@ def fork_worker() -> int:
 
 
 def _preload(session: Session) -> None:
-    """Import once, in the service, what every cycle's worker uses.
+    """Import and read once, in the service, what every cycle's worker uses.
 
-    A forked worker shares these modules with the service instead of importing them
-    again each cycle: the cycle's own CPU stays a small share of the package manager's.
+    A forked worker shares these modules, and the shipped end-of-life table, with the
+    service instead of loading them again each cycle: the cycle's own CPU stays a small
+    share of the package manager's.
     """
     for name in PRELOADED:
         importlib.import_module(name)
+    from patchd.discovery.eol import load_table
+
+    with contextlib.suppress(ValueError):  # a broken table is reported by each discovery
+        load_table()  # cached for the process: ~7 ms of parsing and checking a cycle
     for backend in session.backends:  # probing imports each backend's modules
         backend.probe()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,3 +211,60 @@ def test_a_worker_leaves_the_service_objects_out_of_its_collections() -> None:
     answer = json.loads(found.stdout)
     assert answer["worker"] == {"kept": False, "made": True}  # frozen at the fork; its own not
     assert answer["service"] is True  # the service takes its objects back at once
+
+
+PRELOAD_PROBE = """
+import json, os, sys, types
+from patchd.agent.service import _preload, fork_worker
+from patchd.discovery import eol
+
+if sys.argv[1] == "broken":
+    def broken(text, *, source):
+        raise ValueError(f"{source}: malformed")
+    eol.parse_table = broken
+_preload(types.SimpleNamespace(backends=()))
+service = eol.load_table.cache_info()
+read_end, write_end = os.pipe()
+pid = fork_worker()
+if pid == 0:  # the worker, as a cycle's discovery uses the table
+    try:
+        eol.eol_status("debian", "12", today=__import__("datetime").date(2026, 1, 1))
+        found = "read"
+    except ValueError as e:
+        found = str(e)
+    info = eol.load_table.cache_info()
+    os.write(write_end, json.dumps({"found": found, "misses": info.misses}).encode())
+    os._exit(0)
+os.close(write_end)
+worker = json.loads(os.read(read_end, 4096))
+os.waitpid(pid, 0)
+print(json.dumps({"service": {"cached": service.currsize, "misses": service.misses}, "worker": worker}))
+"""
+
+
+def _preload_probe(mode: str) -> dict[str, Any]:
+    import json
+
+    found = subprocess.run(
+        [sys.executable, "-c", PRELOAD_PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answer: dict[str, Any] = json.loads(found.stdout)
+    return answer
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the service forks its workers where it can")
+def test_the_service_reads_the_end_of_life_table_once_for_every_worker() -> None:
+    answer = _preload_probe("shipped")
+    assert answer["service"] == {"cached": 1, "misses": 1}  # read and checked in the service
+    assert answer["worker"] == {"found": "read", "misses": 1}  # the worker read it no more
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the service forks its workers where it can")
+def test_a_broken_table_is_left_to_each_discovery_to_report() -> None:
+    answer = _preload_probe("broken")
+    assert answer["service"] == {"cached": 0, "misses": 1}  # the service starts all the same
+    assert answer["worker"]["found"] == "patchd/data/eol.json: malformed"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 from patchd.errors import ConfigError
-from patchd.policy.durations import parse_duration
+from patchd.policy.durations import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from patchd import safeyaml
@@ -37,6 +37,11 @@ DEFAULT_FILE_RECHECK_S = 60.0
 MAX_FILE_RECHECK_S = 3600.0
 MIN_SCAN_INTERVAL = timedelta(minutes=5)
 MAX_SCAN_INTERVAL = timedelta(days=7)
+MIN_HISTORY = timedelta(days=30)
+MAX_HISTORY = timedelta(days=3653)  # ten years
+MIN_ROLLBACK_FILES = timedelta(days=1)
+MIN_ROLLBACK_BYTES = 64 * 1024 * 1024
+MAX_ROLLBACK_BYTES = 1024**4  # 1 TiB
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})  # where plain http is allowed
 
 
@@ -109,6 +114,23 @@ class ReportingSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long this endpoint keeps its own history (``retention:``); see docs/runs.md.
+
+    The signed reports already at the collector are not affected: this bounds the
+    local database and the package files kept for rollbacks, which would otherwise
+    grow with every scan and run for as long as the endpoint lives.
+    """
+
+    # Finished runs (their items, transcripts and journal), closed update sightings,
+    # policy events, and quarantine entries of policies no longer in force.
+    history: timedelta = timedelta(days=400)
+    # The package files kept to roll a run back, by age and in all.
+    rollback_files: timedelta = timedelta(days=90)
+    rollback_files_max_bytes: int = 4 * 1024**3
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """Everything the agent reads from its configuration file."""
 
@@ -122,6 +144,7 @@ class AgentConfig:
     policy: PolicySettings = field(default_factory=PolicySettings)
     agent: AgentSettings = field(default_factory=AgentSettings)
     reporting: ReportingSettings = field(default_factory=ReportingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     source: Path | None = None  # the file it came from, if any
 
     def backend_settings(self, name: str) -> Mapping[str, Any]:
@@ -301,6 +324,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
             "policy",
             "agent",
             "reporting",
+            "retention",
         },
     )
     log = reader.mapping(top.get("log"), ("log",), {"format"})
@@ -327,6 +351,7 @@ def parse_config(data: bytes, path: Path) -> AgentConfig:
         policy=_policy_settings(reader, top.get("policy")),
         agent=_agent_settings(reader, top.get("agent")),
         reporting=_reporting_settings(reader, top.get("reporting")),
+        retention=_retention_settings(reader, top.get("retention")),
         source=path,
     )
 
@@ -392,6 +417,40 @@ def _reporting_settings(reader: _Reader, value: Any) -> ReportingSettings:
         max_queued_bytes=count(
             "max_queued_bytes", 1024 * 1024, 1024 * 1024 * 1024, defaults.max_queued_bytes
         ),
+    )
+
+
+def _retention_settings(reader: _Reader, value: Any) -> RetentionSettings:
+    section = reader.mapping(
+        value, ("retention",), {"history", "rollback_files", "rollback_files_max_bytes"}
+    )
+    defaults = RetentionSettings()
+    history = defaults.history
+    if "history" in section:
+        history = reader.duration(
+            section["history"], ("retention", "history"), MIN_HISTORY, MAX_HISTORY
+        )
+    files = min(defaults.rollback_files, history)
+    if "rollback_files" in section:
+        where = ("retention", "rollback_files")
+        files = reader.duration(section["rollback_files"], where, MIN_ROLLBACK_FILES, MAX_HISTORY)
+        if files > history:  # a run's files go with its record at the latest
+            raise reader.fail(
+                where, f"must not be longer than retention.history ({format_duration(history)})"
+            )
+    max_bytes = section.get("rollback_files_max_bytes", defaults.rollback_files_max_bytes)
+    if (
+        isinstance(max_bytes, bool)
+        or not isinstance(max_bytes, int)
+        or not MIN_ROLLBACK_BYTES <= max_bytes <= MAX_ROLLBACK_BYTES
+    ):
+        raise reader.fail(
+            ("retention", "rollback_files_max_bytes"),
+            f"must be a whole number of bytes from {MIN_ROLLBACK_BYTES} (64 MiB) "
+            f"to {MAX_ROLLBACK_BYTES} (1 TiB)",
+        )
+    return RetentionSettings(
+        history=history, rollback_files=files, rollback_files_max_bytes=max_bytes
     )
 
 

@@ -50,7 +50,7 @@ function _shtab_patchd_using
   test "$_shtab_patchd_cmdpath" = "$argv"
 end
 
-set -g _shtab_patchd_commands scan status apply rollback plan windows agent key 'key generate' trust 'trust init' 'trust rotate' 'trust sign' 'trust verify' 'trust update' 'trust show' policy 'policy sign' 'policy verify' 'policy check' 'policy activate' enroll report 'report send' 'report show' 'report status' service 'service install' 'service uninstall' 'service status' collector 'collector serve' 'collector token' 'collector token create' 'collector token list' 'collector endpoints' 'collector approve-key' 'collector policy' 'collector policy publish' 'collector report' 'collector verify-export'
+set -g _shtab_patchd_commands scan status apply rollback prune plan windows agent key 'key generate' trust 'trust init' 'trust rotate' 'trust sign' 'trust verify' 'trust update' 'trust show' policy 'policy sign' 'policy verify' 'policy check' 'policy activate' enroll report 'report send' 'report show' 'report status' service 'service install' 'service uninstall' 'service status' collector 'collector serve' 'collector token' 'collector token create' 'collector token list' 'collector endpoints' 'collector approve-key' 'collector policy' 'collector policy publish' 'collector report' 'collector verify-export'
 set -g _shtab_patchd_opts_with_value --add-key --admin-token-file --at --collector --config --db --evidence --format --key --listen --manager --next --note --out --remove-key --root --runs --stale-after --state-dir --threshold --tls-cert --tls-key --token --token-file --trust --ttl --uses --workers
 
 complete -c patchd -e
@@ -95,6 +95,14 @@ complete -c patchd -n '_shtab_patchd_using rollback' -l state-dir -x -d 'local s
 complete -c patchd -n '_shtab_patchd_using rollback' -l root -x -d 'root of the installed system to manage (default /): a mounted image or container root'
 complete -c patchd -n '_shtab_patchd_using rollback' -l debug -d 'verbose logs, and tracebacks for unexpected errors'
 complete -c patchd -n '_shtab_patchd_using rollback' -l json -d 'write one JSON document (with "schema_version") to standard output'
+complete -c patchd -n '_shtab_patchd_using; and test $_shtab_patchd_npos -eq 0' -a prune -d 'remove runs, sightings and kept packages older than the retention settings (the agent does it daily)'
+complete -c patchd -n '_shtab_patchd_using prune' -s h -l help -d 'show this help message and exit'
+complete -c patchd -n '_shtab_patchd_using prune' -l config -x -d 'agent configuration (env PATCHD_CONFIG; default /etc/patchd/agent.yaml, built-in defaults if that file is missing)'
+complete -c patchd -n '_shtab_patchd_using prune' -l state-dir -x -d 'local state (default /var/lib/patchd as root, the XDG state dir otherwise)'
+complete -c patchd -n '_shtab_patchd_using prune' -l root -x -d 'root of the installed system to manage (default /): a mounted image or container root'
+complete -c patchd -n '_shtab_patchd_using prune' -l debug -d 'verbose logs, and tracebacks for unexpected errors'
+complete -c patchd -n '_shtab_patchd_using prune' -l json -d 'write one JSON document (with "schema_version") to standard output'
+complete -c patchd -n '_shtab_patchd_using prune' -l dry-run -d 'show what would be removed; remove nothing'
 complete -c patchd -n '_shtab_patchd_using; and test $_shtab_patchd_npos -eq 0' -a plan -d 'every update with its decision under the active policy, and why'
 complete -c patchd -n '_shtab_patchd_using plan' -s h -l help -d 'show this help message and exit'
 complete -c patchd -n '_shtab_patchd_using plan' -l config -x -d 'agent configuration (env PATCHD_CONFIG; default /etc/patchd/agent.yaml, built-in defaults if that file is missing)'

@@ -25,6 +25,7 @@ import math
 import os
 import random
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -252,6 +253,7 @@ class Agent:
                 log.info("run %s: %s", run.id, run.status)
             queue_after_cycle(session, report, plan)
             reboot_at = self._pending_reboot(session, plan.policy)
+            self._prune(session)
         except PatchdError as e:
             log.error("cycle failed: %s", e)
             return None
@@ -266,6 +268,17 @@ class Agent:
             return math.inf
         log.info("next change due at %s", format_time(min(upcoming)))
         return max(0.0, (min(upcoming) - plan.at).total_seconds())
+
+    def _prune(self, session: Session) -> None:
+        """Once a day, remove the history the retention settings no longer keep."""
+        if self.stopping.is_set():
+            return
+        from patchd.runs.retention import prune_if_due
+
+        try:
+            prune_if_due(session.store, session.state_dir, self.config.retention, session.clock())
+        except (OSError, sqlite3.Error) as e:  # tried again next cycle
+            log.warning("history not pruned: %s", e)
 
     def _pending_reboot(self, session: Session, policy: LoadedPolicy | None) -> datetime | None:
         """Reboot for earlier changes if due now; else when a window will allow it."""

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "status": "patchd.cli.commands.status:run",
     "apply": "patchd.cli.commands.apply:run",
     "rollback": "patchd.cli.commands.rollback:run",
+    "prune": "patchd.cli.commands.prune:run",
     "plan": "patchd.cli.commands.plan:run",
     "agent": "patchd.cli.commands.agent:run",
     "windows": "patchd.cli.commands.windows:run",
@@ -295,6 +296,19 @@ def _rollback_command(commands: _SubParsers) -> None:
     )
 
 
+def _prune_command(commands: _SubParsers) -> None:
+    prune = _subcommand(
+        commands,
+        "prune",
+        "remove runs, sightings and kept packages older than the retention settings "
+        "(the agent does it daily)",
+    )
+    _json_option(prune)
+    prune.add_argument(
+        "--dry-run", action="store_true", help="show what would be removed; remove nothing"
+    )
+
+
 def _plan_command(commands: _SubParsers) -> None:
     plan = _subcommand(
         commands, "plan", "every update with its decision under the active policy, and why"
@@ -335,6 +349,7 @@ _TOP_LEVEL: dict[str, Callable[[_SubParsers], None]] = {
     "status": _status_command,
     "apply": _apply_command,
     "rollback": _rollback_command,
+    "prune": _prune_command,
     "plan": _plan_command,
     "windows": _windows_command,
     "agent": _agent_command,

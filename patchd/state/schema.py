@@ -187,4 +187,12 @@ MIGRATIONS: tuple[str, ...] = (
             AND s.installed_at IS NULL
     );
     """,
+    # 7: retention (patchd.runs.retention): when the history was last pruned
+    """
+    CREATE TABLE housekeeping (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_pruned_at TEXT
+    );
+    INSERT INTO housekeeping (id) VALUES (1);
+    """,
 )

@@ -253,6 +253,34 @@ def test_without_a_policy_the_agent_only_scans(setup: dict[str, Path], apt_root:
     assert status["policy"]["state"] == "none"
 
 
+def test_each_cycle_prunes_the_history_once_a_day(setup: dict[str, Path]) -> None:
+    from patchd.models import PackageChange
+    from patchd.state.store import StateStore
+
+    setup["config"].write_text("agent: {refresh: false}\nretention: {history: 30d}\n")
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    with StateStore.open(setup["state"]) as store:
+        old = store.create_run("apply", [(PackageChange("apt", "hello", "all", "1.0", "1.1"), None)],
+                               long_ago)  # fmt: skip
+        store.finish_run(old, "succeeded", [], long_ago)
+    (setup["state"] / "runs" / old).mkdir(parents=True)
+    once = ["--config", str(setup["config"]), "--root", str(setup["root"]), "--state-dir",
+            str(setup["state"]), "agent", "--once"]  # fmt: skip
+    result = run_patchd(once)
+    assert result.returncode == 0, result.stderr
+    assert "history pruned: removed 1 run(s)" in result.stderr
+    assert not (setup["state"] / "runs" / old).exists()
+    with StateStore.open(setup["state"]) as store:
+        assert store.list_runs(10) == []
+        (pruned_at,) = store.query("SELECT last_pruned_at FROM housekeeping")[0]
+    assert pruned_at is not None
+    again = run_patchd(once)  # the same day: not again
+    assert again.returncode == 0, again.stderr
+    assert "history pruned" not in again.stderr
+    with StateStore.open(setup["state"]) as store:
+        assert store.query("SELECT last_pruned_at FROM housekeeping")[0] == (pruned_at,)
+
+
 def test_a_policy_swapped_in_without_a_file_event_is_read(
     setup: dict[str, Path], tmp_path: Path, apt_root: AptRoot
 ) -> None:

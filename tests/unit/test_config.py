@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from patchd import config
-from patchd.config import AgentConfig, AptSettings, PolicySettings, load_config, parse_config
+from patchd.config import (
+    AgentConfig,
+    AptSettings,
+    PolicySettings,
+    RetentionSettings,
+    load_config,
+    parse_config,
+)
 from patchd.errors import ConfigError, ExitCode
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "agent.example.yaml"
@@ -490,3 +497,62 @@ def test_agent_section_values() -> None:
     config = parse_config(b"agent:\n  scan_interval: 6h\n  refresh: false\n", Path("a.yaml"))
     assert config.agent.scan_interval == timedelta(hours=6)
     assert config.agent.refresh is False
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def test_retention_defaults_keep_a_year_and_more_of_history() -> None:
+    retention = parse_config(b"{}", Path("a.yaml")).retention
+    assert retention.history == timedelta(days=400)
+    assert retention.rollback_files == timedelta(days=90)
+    assert retention.rollback_files_max_bytes == 4 * 1024**3
+
+
+def test_retention_values() -> None:
+    text = b"retention:\n  history: 2000d\n  rollback_files: 30d\n  rollback_files_max_bytes: 67108864\n"
+    retention = parse_config(text, Path("a.yaml")).retention
+    assert retention == RetentionSettings(timedelta(days=2000), timedelta(days=30), 64 * 1024**2)
+
+
+def test_a_short_history_shortens_the_default_for_kept_packages() -> None:
+    retention = parse_config(b"retention: {history: 60d}\n", Path("a.yaml")).retention
+    assert (retention.history, retention.rollback_files) == (timedelta(days=60), timedelta(days=60))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("retention:\n  history: 29d\n", ":2:3: retention.history: 29d is too short: at least 30d"),
+        ("retention:\n  history: 3654d\n", ":2:3: retention.history:"),
+        ("retention:\n  history: 1y\n", ":2:3: retention.history: '1y' is not a duration"),
+        ("retention:\n  rollback_files: 12h\n", ":2:3: retention.rollback_files:"),
+        (
+            "retention:\n  history: 60d\n  rollback_files: 61d\n",
+            ":3:3: retention.rollback_files: must not be longer than retention.history (60d)",
+        ),
+        (
+            "retention:\n  rollback_files_max_bytes: 1000\n",
+            ":2:3: retention.rollback_files_max_bytes: must be a whole number of bytes from",
+        ),
+        ("retention:\n  rollback_files_max_bytes: true\n", ":2:3: retention.rollback_files_max"),
+        ("retention:\n  forever: true\n", ":2:3: retention.forever: unknown setting"),
+        ("retention: 400d\n", ":1:1: retention: must be a mapping"),
+    ],
+    ids=[
+        "history-short",
+        "history-long",
+        "history-not-duration",
+        "files-short",
+        "files-beyond-history",
+        "bytes-small",
+        "bytes-boolean",
+        "unknown",
+        "not-mapping",
+    ],
+)
+def test_retention_errors_are_located_and_change_nothing(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    error = config_error(write(tmp_path, text))
+    assert where in error.message

@@ -1,0 +1,37 @@
+"""``patchd prune``: remove the history the retention settings no longer keep, now."""
+
+from __future__ import annotations
+
+from patchd.cli.main import Invocation
+from patchd.cli.output import write_json
+from patchd.policy.durations import format_duration
+from patchd.scan import SCHEMA_VERSION
+
+
+def run(invocation: Invocation) -> int:
+    from patchd.runs.retention import prune
+
+    dry_run = bool(invocation.args.dry_run)
+    with invocation.session() as session:
+        settings = session.config.retention
+        result = prune(session.store, session.state_dir, settings, session.clock(), dry_run=dry_run)
+    if invocation.args.json:
+        write_json(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "retention": {
+                    "history": format_duration(settings.history),
+                    "rollback_files": format_duration(settings.rollback_files),
+                    "rollback_files_max_bytes": settings.rollback_files_max_bytes,
+                },
+                **result.as_dict(),
+            }
+        )
+        return 0
+    print(
+        f"History is kept for {format_duration(settings.history)}, kept packages for "
+        f"{format_duration(settings.rollback_files)} (retention: in the agent configuration)."
+    )
+    said = result.describe()
+    print(said[0].upper() + said[1:] + ".")
+    return 0

@@ -1,0 +1,347 @@
+"""How long an endpoint keeps its own history: the daily prune.
+
+Every scan and run adds to the local state: a run's items, its package managers'
+transcripts (up to 4 MiB a command) and its journal; a sighting for every update version
+ever listed; an event for every policy accepted or refused; and, under
+``STATE_DIR/runs/RUN_ID/``, the package files kept to roll the run back. Without a bound
+they grow for as long as the endpoint lives. The agent prunes once a day (at the end of
+a cycle, see :func:`prune_if_due`); ``patchd prune`` does it on demand.
+
+What goes (``retention:`` in the agent configuration, :class:`~patchd.config.RetentionSettings`):
+
+- finished runs older than ``history``, with their items, transcripts and journal;
+- sightings closed (installed, or no longer listed) before that, policy events older
+  than that except the newest of each kind, and quarantine entries older than that of
+  policies no longer in force (an older policy can never come back: versions only move
+  forward);
+- the kept package files of runs finished more than ``rollback_files`` ago, and then,
+  oldest first, of older runs while all of them hold more than
+  ``rollback_files_max_bytes``. The newest run's files always stay. Their items then say
+  that no rollback path is left, which ``patchd status`` and the reports show.
+
+What always stays: a run that is not over (running, waiting for its reboot, or whose
+journal does not end in a final step: recovery needs it), and a run a kept run refers to
+(the apply run a rollback undid).
+
+The database changes first, in transactions of :data:`BATCH_RUNS` runs, and the files go
+after: an interruption between the two leaves only files that no record uses, and every
+prune removes those (directories named like a run id, nothing else).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from patchd.config import RetentionSettings
+from patchd.policy.durations import format_duration
+from patchd.state.store import StateStore
+from patchd.timeutil import format_time, parse_time, stamp
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY = timedelta(days=1)
+BATCH_RUNS = 500  # runs removed in one transaction: a short hold on the database's lock
+MAX_RUN_DIRS = 100_000  # directories under runs/ looked at in one prune
+MAX_FILES_PER_RUN = 100_000  # files counted under one run's directory
+RUNS_DIR = "runs"
+PACKAGES_DIR = "packages"  # in a run's directory: what patchd.runs.patchrun keeps for rollback
+_RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # as patchd.state.store.new_run_id
+OPEN_STATUSES = ("running", "rebooting")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune removed (or, with ``dry_run``, would remove)."""
+
+    runs: int
+    sightings: int
+    policy_events: int
+    quarantine_entries: int
+    rollback_files_runs: int  # runs whose kept package files went
+    freed_bytes: int  # on disk, from kept package files and unused run directories
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def removed_anything(self) -> bool:
+        return any((self.runs, self.sightings, self.policy_events, self.quarantine_entries,
+                    self.rollback_files_runs, self.freed_bytes))  # fmt: skip
+
+    def describe(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return (
+            f"{verb} {self.runs} run(s), {self.sightings} closed update sighting(s), "
+            f"{self.policy_events} policy event(s), {self.quarantine_entries} quarantine "
+            f"entr{'y' if self.quarantine_entries == 1 else 'ies'}, and the kept packages "
+            f"of {self.rollback_files_runs} run(s): {_size(self.freed_bytes)} on disk"
+        )
+
+
+def prune_if_due(
+    store: StateStore, state_dir: Path, settings: RetentionSettings, now: datetime
+) -> PruneResult | None:
+    """Prune if the last prune was :data:`PRUNE_EVERY` ago or more (or never); else ``None``.
+
+    A clock set back makes the last prune look to be in the future: that counts as due.
+    """
+    rows = store.query("SELECT last_pruned_at FROM housekeeping WHERE id = 1")
+    try:
+        last = parse_time(rows[0][0]) if rows and rows[0][0] else None
+    except ValueError:  # not written by patchd: due, and written again below
+        last = None
+    if last is not None and now - PRUNE_EVERY < last <= now:
+        return None
+    result = prune(store, state_dir, settings, now)
+    with store.transaction() as db:
+        db.execute("UPDATE housekeeping SET last_pruned_at = ? WHERE id = 1", (format_time(now),))
+    if result.removed_anything:
+        log.info("history pruned: %s", result.describe())
+    return result
+
+
+def prune(
+    store: StateStore,
+    state_dir: Path,
+    settings: RetentionSettings,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+) -> PruneResult:
+    """Remove what the retention settings no longer keep; see the module's description."""
+    runs_dir = state_dir / RUNS_DIR
+    run_dirs = _run_dirs(runs_dir)  # listed first: a run's record exists before its directory
+    cutoff = stamp(now - settings.history)  # stored times sort as text
+    keep_open = _open_runs(store)
+    doomed = _runs_older_than(store, cutoff, keep_open)  # newest first
+    skip = keep_open | set(doomed)
+    expired = [
+        r for r in _runs_with_files(store, stamp(now - settings.rollback_files)) if r not in skip
+    ]
+    counts = _history_counts(store, cutoff)
+    if not dry_run:
+        _delete_runs(store, doomed)
+        _drop_rollback_files(store, expired, settings)
+        counts = _delete_history(store, cutoff)
+    # The files. A run's directory holds its transcript.log, kept with its record, and
+    # the packages kept for its rollback (PACKAGES_DIR), kept while an item uses them.
+    known = _run_ids(store) - set(doomed)
+    used = _runs_using_files(store) - set(expired)
+    freed = 0
+    kept: list[tuple[str, Path, int]] = []  # packages kept, oldest run first
+    for run_id, path in run_dirs:
+        packages = path / PACKAGES_DIR
+        if run_id in keep_open:
+            kept.append((run_id, packages, _tree_size(packages)))
+        elif run_id not in known:  # removed now, or a directory no record points at
+            freed += _tree_size(path)
+            if not dry_run:
+                _remove_tree(path)
+        elif run_id in used:
+            kept.append((run_id, packages, _tree_size(packages)))
+        elif _is_dir(packages):
+            freed += _tree_size(packages)
+            if not dry_run:
+                _remove_tree(packages)
+    over = sum(size for _, _, size in kept) - settings.rollback_files_max_bytes
+    trimmed = []
+    for run_id, packages, size in kept[:-1]:  # oldest first; never the newest run's
+        if over <= 0:
+            break
+        if run_id in keep_open or size == 0:  # nothing of its own to free
+            continue
+        trimmed.append(run_id)
+        over -= size
+        freed += size
+        if not dry_run:
+            _drop_rollback_files(store, [run_id], settings, by_size=True)
+            _remove_tree(packages)
+    return PruneResult(
+        runs=len(doomed),
+        sightings=counts[0],
+        policy_events=counts[1],
+        quarantine_entries=counts[2],
+        rollback_files_runs=len(set(expired) | set(trimmed)),
+        freed_bytes=freed,
+        dry_run=dry_run,
+    )
+
+
+# -- the database ----------------------------------------------------------------------
+
+
+def _open_runs(store: StateStore) -> set[str]:
+    """Runs that are not over: running, waiting for a reboot, or with an open journal."""
+    from patchd.runs.journal import unfinished_runs
+
+    marks = ", ".join("?" for _ in OPEN_STATUSES)
+    rows = store.query(f"SELECT id FROM runs WHERE status IN ({marks})", OPEN_STATUSES)  # noqa: S608
+    return {run_id for (run_id,) in rows} | set(unfinished_runs(store))
+
+
+def _runs_older_than(store: StateStore, cutoff: str, keep: set[str]) -> list[str]:
+    """Finished runs older than ``cutoff``, except ``keep`` and what a kept run refers to.
+
+    Newest first: a rollback run goes in the same batch as the run it undid (its
+    ``parent_run``, a foreign key), or an earlier one.
+    """
+    rows = store.query("SELECT id, parent_run, finished_at, status FROM runs ORDER BY rowid DESC")
+    old = {
+        run_id
+        for run_id, _, finished, status in rows
+        if finished is not None and finished < cutoff and status not in OPEN_STATUSES
+    } - keep
+    referenced = {parent for run_id, parent, _, _ in rows if parent and run_id not in old}
+    return [run_id for run_id, _, _, _ in rows if run_id in old and run_id not in referenced]
+
+
+def _runs_with_files(store: StateStore, cutoff: str) -> list[str]:
+    """Runs finished before ``cutoff`` that still keep package files, oldest first."""
+    rows = store.query(
+        """SELECT DISTINCT r.id FROM runs r JOIN run_items i ON i.run_id = r.id
+           WHERE i.rollback_file IS NOT NULL AND r.finished_at IS NOT NULL
+             AND r.finished_at < ? ORDER BY r.id""",
+        (cutoff,),
+    )
+    return [run_id for (run_id,) in rows]
+
+
+def _run_ids(store: StateStore) -> set[str]:
+    return {run_id for (run_id,) in store.query("SELECT id FROM runs")}
+
+
+def _runs_using_files(store: StateStore) -> set[str]:
+    rows = store.query("SELECT DISTINCT run_id FROM run_items WHERE rollback_file IS NOT NULL")
+    return {run_id for (run_id,) in rows}
+
+
+def _delete_runs(store: StateStore, run_ids: Sequence[str]) -> None:
+    for start in range(0, len(run_ids), BATCH_RUNS):
+        batch = run_ids[start : start + BATCH_RUNS]
+        marks = ", ".join("?" for _ in batch)
+        with store.transaction() as db:
+            for table in ("run_transcript", "run_journal", "run_items"):
+                db.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", batch)  # noqa: S608
+            db.execute(f"DELETE FROM runs WHERE id IN ({marks})", batch)  # noqa: S608
+
+
+def _drop_rollback_files(
+    store: StateStore, run_ids: Sequence[str], settings: RetentionSettings, *, by_size: bool = False
+) -> None:
+    """Record that these runs' kept package files are gone (before they go)."""
+    if by_size:
+        why = (
+            "the kept package was removed: the kept packages of all runs exceeded "
+            f"retention.rollback_files_max_bytes ({_size(settings.rollback_files_max_bytes)})"
+        )
+    else:
+        why = (
+            f"the kept package was removed {format_duration(settings.rollback_files)} after "
+            "the run (retention.rollback_files)"
+        )
+    detail = why + "; a rollback can use only what the repositories still carry"
+    for start in range(0, len(run_ids), BATCH_RUNS):
+        batch = run_ids[start : start + BATCH_RUNS]
+        marks = ", ".join("?" for _ in batch)
+        with store.transaction() as db:
+            db.execute(
+                f"""UPDATE run_items SET rollback_available = 0, rollback_file = NULL,
+                        rollback_detail = ?
+                    WHERE run_id IN ({marks}) AND rollback_file IS NOT NULL""",  # noqa: S608
+                (detail, *batch),
+            )
+
+
+_CLOSED_SIGHTINGS = "FROM update_sightings WHERE installed_at < ? OR unlisted_at < ?"
+_OLD_EVENTS = "FROM policy_events WHERE at < ? AND id NOT IN (SELECT MAX(id) FROM policy_events GROUP BY kind)"
+_OLD_QUARANTINE = (
+    "FROM quarantine WHERE at < ? AND policy_sha256 IS NOT (SELECT sha256 FROM policy_state)"
+)
+
+
+def _history_counts(store: StateStore, cutoff: str) -> tuple[int, int, int]:
+    return (
+        int(store.query(f"SELECT COUNT(*) {_CLOSED_SIGHTINGS}", (cutoff, cutoff))[0][0]),
+        int(store.query(f"SELECT COUNT(*) {_OLD_EVENTS}", (cutoff,))[0][0]),
+        int(store.query(f"SELECT COUNT(*) {_OLD_QUARANTINE}", (cutoff,))[0][0]),
+    )
+
+
+def _delete_history(store: StateStore, cutoff: str) -> tuple[int, int, int]:
+    with store.transaction() as db:
+        return (
+            db.execute(f"DELETE {_CLOSED_SIGHTINGS}", (cutoff, cutoff)).rowcount,
+            db.execute(f"DELETE {_OLD_EVENTS}", (cutoff,)).rowcount,
+            db.execute(f"DELETE {_OLD_QUARANTINE}", (cutoff,)).rowcount,
+        )
+
+
+# -- the files -------------------------------------------------------------------------
+
+
+def _run_dirs(runs_dir: Path) -> list[tuple[str, Path]]:
+    """The directories under ``runs_dir`` named like a run id, oldest first."""
+    found: list[tuple[str, Path]] = []
+    try:
+        with os.scandir(runs_dir) as entries:
+            for entry in entries:
+                if len(found) >= MAX_RUN_DIRS:
+                    log.warning("%s: more than %d run directories; the rest next time",
+                                runs_dir, MAX_RUN_DIRS)  # fmt: skip
+                    break
+                if _RUN_ID.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                    found.append((entry.name, Path(entry.path)))
+    except FileNotFoundError:
+        return []
+    return sorted(found)
+
+
+def _is_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (links not followed), counted up to a bound."""
+    total = files = 0
+    for top, _, names in os.walk(path):
+        for name in names:
+            files += 1
+            if files > MAX_FILES_PER_RUN:
+                return total
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue
+            total += st.st_size
+    return total
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove ``path``; what cannot be removed is said, and left to the next prune."""
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass  # another prune (the agent's, or `patchd prune`) was first
+    except OSError as e:
+        log.warning("cannot remove %s: %s", path, e)
+
+
+def _size(count: int) -> str:
+    """``512 bytes``, ``1.5 KiB``, ... ``12.0 GiB``."""
+    if count < 1024:
+        return f"{count} bytes"
+    value, unit = count / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{value:.1f} {unit}"

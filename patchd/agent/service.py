@@ -25,7 +25,6 @@ import math
 import os
 import random
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -253,10 +252,11 @@ class Agent:
                 log.info("run %s: %s", run.id, run.status)
             queue_after_cycle(session, report, plan)
             reboot_at = self._pending_reboot(session, plan.policy)
-            self._prune(session)
         except PatchdError as e:
             log.error("cycle failed: %s", e)
             return None
+        finally:
+            self._prune(session)  # whatever the cycle's outcome: a failing endpoint fills too
         upcoming = [
             d.not_before
             for d in plan.decisions
@@ -277,8 +277,9 @@ class Agent:
 
         try:
             prune_if_due(session.store, session.state_dir, self.config.retention, session.clock())
-        except (OSError, sqlite3.Error) as e:  # tried again next cycle
+        except Exception as e:  # housekeeping never fails a cycle; it is tried again next cycle
             log.warning("history not pruned: %s", e)
+            log.debug("history not pruned", exc_info=True)
 
     def _pending_reboot(self, session: Session, policy: LoadedPolicy | None) -> datetime | None:
         """Reboot for earlier changes if due now; else when a window will allow it."""

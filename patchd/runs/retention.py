@@ -20,12 +20,16 @@ What goes (``retention:`` in the agent configuration, :class:`~patchd.config.Ret
   that no rollback path is left, which ``patchd status`` and the reports show.
 
 What always stays: a run that is not over (running, waiting for its reboot, or whose
-journal does not end in a final step: recovery needs it), and a run a kept run refers to
-(the apply run a rollback undid).
+journal does not end in a final step: recovery needs it), the run such a run undoes
+(with its kept packages), a run a kept run refers to (the apply run a rollback undid),
+and the newest :data:`MIN_RUNS_KEPT` runs, so a clock set years ahead cannot wipe the
+recent trail.
 
 The database changes first, in transactions of :data:`BATCH_RUNS` runs, and the files go
 after: an interruption between the two leaves only files that no record uses, and every
-prune removes those (directories named like a run id, nothing else).
+prune removes those. A run directory no record names (a crash's leftovers, or a database
+moved aside or restored) is treated as a run of the age its id gives. Only directories
+named like a run id are ever removed, and no symbolic link is followed.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,9 @@ from patchd.timeutil import format_time, parse_time, stamp
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = timedelta(days=1)
-BATCH_RUNS = 500  # runs removed in one transaction: a short hold on the database's lock
+BATCH_RUNS = 50  # runs removed in one transaction (transcripts: up to 4 MiB a command)
+MIN_RUNS_KEPT = 20  # the newest runs stay whatever their age
+PRUNE_SLACK = timedelta(hours=1)  # a daily timer's cycle a little early is still due
 MAX_RUN_DIRS = 100_000  # directories under runs/ looked at in one prune
 MAX_FILES_PER_RUN = 100_000  # files counted under one run's directory
 RUNS_DIR = "runs"
@@ -99,7 +105,7 @@ def prune_if_due(
         last = parse_time(rows[0][0]) if rows and rows[0][0] else None
     except ValueError:  # not written by patchd: due, and written again below
         last = None
-    if last is not None and now - PRUNE_EVERY < last <= now:
+    if last is not None and now - (PRUNE_EVERY - PRUNE_SLACK) < last <= now:
         return None
     result = prune(store, state_dir, settings, now)
     with store.transaction() as db:
@@ -121,87 +127,130 @@ def prune(
     runs_dir = state_dir / RUNS_DIR
     run_dirs = _run_dirs(runs_dir)  # listed first: a run's record exists before its directory
     cutoff = stamp(now - settings.history)  # stored times sort as text
-    keep_open = _open_runs(store)
-    doomed = _runs_older_than(store, cutoff, keep_open)  # newest first
-    skip = keep_open | set(doomed)
-    expired = [
-        r for r in _runs_with_files(store, stamp(now - settings.rollback_files)) if r not in skip
-    ]
+    files_cutoff = stamp(now - settings.rollback_files)
+    runs = _RunTable.read(store)
+    doomed = runs.older_than(cutoff)  # newest first
+    skip = runs.in_use | set(doomed)
+    expired = [r for r in _runs_with_files(store, files_cutoff) if r not in skip]
     counts = _history_counts(store, cutoff)
+    deleted = doomed
     if not dry_run:
-        _delete_runs(store, doomed)
+        deleted = _delete_runs(store, doomed)
         _drop_rollback_files(store, expired, settings)
         counts = _delete_history(store, cutoff)
     # The files. A run's directory holds its transcript.log, kept with its record, and
     # the packages kept for its rollback (PACKAGES_DIR), kept while an item uses them.
-    known = _run_ids(store) - set(doomed)
-    used = _runs_using_files(store) - set(expired)
+    known = _run_ids(store) - set(deleted)
+    used = _runs_using_files(store) - set(expired) - set(deleted)
     freed = 0
     kept: list[tuple[str, Path, int]] = []  # packages kept, oldest run first
+    keep = runs.in_use | used
     for run_id, path in run_dirs:
-        packages = path / PACKAGES_DIR
-        if run_id in keep_open:
-            kept.append((run_id, packages, _tree_size(packages)))
-        elif run_id not in known:  # removed now, or a directory no record points at
-            freed += _tree_size(path)
-            if not dry_run:
-                _remove_tree(path)
-        elif run_id in used:
-            kept.append((run_id, packages, _tree_size(packages)))
-        elif _is_dir(packages):
-            freed += _tree_size(packages)
-            if not dry_run:
-                _remove_tree(packages)
-    over = sum(size for _, _, size in kept) - settings.rollback_files_max_bytes
-    trimmed = []
-    for run_id, packages, size in kept[:-1]:  # oldest first; never the newest run's
-        if over <= 0:
-            break
-        if run_id in keep_open or size == 0:  # nothing of its own to free
+        doomed_path = _doomed_path(run_id, path, keep=keep, known=known,
+                                   cutoffs=(cutoff, files_cutoff))  # fmt: skip
+        if doomed_path is None:
+            kept.append((run_id, path / PACKAGES_DIR, _tree_size(path / PACKAGES_DIR)))
             continue
-        trimmed.append(run_id)
-        over -= size
+        freed += _tree_size(doomed_path)
+        if not dry_run:
+            _remove_tree(doomed_path)
+    trimmed = _over_the_bound(kept, settings.rollback_files_max_bytes, runs.in_use)
+    for run_id, packages, size in trimmed:
         freed += size
         if not dry_run:
             _drop_rollback_files(store, [run_id], settings, by_size=True)
             _remove_tree(packages)
     return PruneResult(
-        runs=len(doomed),
+        runs=len(deleted),
         sightings=counts[0],
         policy_events=counts[1],
         quarantine_entries=counts[2],
-        rollback_files_runs=len(set(expired) | set(trimmed)),
+        rollback_files_runs=len(set(expired) | {run_id for run_id, _, _ in trimmed}),
         freed_bytes=freed,
         dry_run=dry_run,
     )
 
 
+def _over_the_bound(
+    kept: Sequence[tuple[str, Path, int]], bound: int, in_use: set[str]
+) -> list[tuple[str, Path, int]]:
+    """The oldest kept packages to remove until all of them weigh at most ``bound``.
+
+    Never the packages of a run in use (see :class:`_RunTable`), nor the newest other
+    run's: the one most likely to be rolled back.
+    """
+    candidates = [k for k in kept if k[2] > 0 and k[0] not in in_use]
+    over = sum(size for _, _, size in kept) - bound
+    trimmed = []
+    for entry in candidates[:-1]:  # oldest first (run ids sort by time)
+        if over <= 0:
+            break
+        trimmed.append(entry)
+        over -= entry[2]
+    return trimmed
+
+
+def _doomed_path(
+    run_id: str, path: Path, *, keep: set[str], known: set[str], cutoffs: tuple[str, str]
+) -> Path | None:
+    """What goes of a run's directory ``path``: all of it, its kept packages, or nothing."""
+    if run_id in keep:
+        return None
+    if run_id in known:
+        return path / PACKAGES_DIR  # kept files no item uses (any more)
+    # No record: removed now (started before it finished, so before the cutoff), a
+    # crash's leftovers, or the database was moved aside or restored. Treated as a run
+    # of that age would be.
+    started = _run_started(run_id)
+    if started < cutoffs[0]:
+        return path
+    return path / PACKAGES_DIR if started < cutoffs[1] else None
+
+
+def _run_started(run_id: str) -> str:
+    """The start a run id encodes, as stored times are written (``...Z``)."""
+    moment = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return stamp(moment)
+
+
 # -- the database ----------------------------------------------------------------------
 
 
-def _open_runs(store: StateStore) -> set[str]:
-    """Runs that are not over: running, waiting for a reboot, or with an open journal."""
-    from patchd.runs.journal import unfinished_runs
+@dataclass(frozen=True)
+class _RunTable:
+    """Every recorded run: which are in use, and which the history no longer keeps."""
 
-    marks = ", ".join("?" for _ in OPEN_STATUSES)
-    rows = store.query(f"SELECT id FROM runs WHERE status IN ({marks})", OPEN_STATUSES)  # noqa: S608
-    return {run_id for (run_id,) in rows} | set(unfinished_runs(store))
+    rows: list[tuple[str, str | None, str | None, str]]  # id, parent_run, finished_at, status
+    in_use: set[str]  # not over, or undone by a run not over: their files stay too
 
+    @classmethod
+    def read(cls, store: StateStore) -> _RunTable:
+        from patchd.runs.journal import unfinished_runs
 
-def _runs_older_than(store: StateStore, cutoff: str, keep: set[str]) -> list[str]:
-    """Finished runs older than ``cutoff``, except ``keep`` and what a kept run refers to.
+        rows = store.query("SELECT id, parent_run, finished_at, status FROM runs ORDER BY id DESC")
+        not_over = {r[0] for r in rows if r[3] in OPEN_STATUSES} | set(unfinished_runs(store))
+        undone = {r[1] for r in rows if r[0] in not_over and r[1]}
+        return cls(rows, not_over | undone)
 
-    Newest first: a rollback run goes in the same batch as the run it undid (its
-    ``parent_run``, a foreign key), or an earlier one.
-    """
-    rows = store.query("SELECT id, parent_run, finished_at, status FROM runs ORDER BY rowid DESC")
-    old = {
-        run_id
-        for run_id, _, finished, status in rows
-        if finished is not None and finished < cutoff and status not in OPEN_STATUSES
-    } - keep
-    referenced = {parent for run_id, parent, _, _ in rows if parent and run_id not in old}
-    return [run_id for run_id, _, _, _ in rows if run_id in old and run_id not in referenced]
+    def older_than(self, cutoff: str) -> list[str]:
+        """Finished runs older than ``cutoff`` to remove, newest first.
+
+        Kept whatever their age: runs in use, a run a kept run refers to (its
+        ``parent_run``, a foreign key), and the newest :data:`MIN_RUNS_KEPT` runs, so
+        that a clock set years ahead cannot wipe the recent trail.
+        """
+        newest = {run_id for run_id, _, _, _ in self.rows[:MIN_RUNS_KEPT]}
+        old = (
+            {
+                run_id
+                for run_id, _, finished, status in self.rows
+                if finished is not None and finished < cutoff and status not in OPEN_STATUSES
+            }
+            - self.in_use
+            - newest
+        )
+        referenced = {parent for run_id, parent, _, _ in self.rows if parent and run_id not in old}
+        return [r[0] for r in self.rows if r[0] in old and r[0] not in referenced]
 
 
 def _runs_with_files(store: StateStore, cutoff: str) -> list[str]:
@@ -224,14 +273,36 @@ def _runs_using_files(store: StateStore) -> set[str]:
     return {run_id for (run_id,) in rows}
 
 
-def _delete_runs(store: StateStore, run_ids: Sequence[str]) -> None:
+def _delete_runs(store: StateStore, run_ids: Sequence[str]) -> list[str]:
+    """Delete these runs and what they recorded, in batches; return those deleted.
+
+    Each batch first leaves out a run that another run outside it refers to: one
+    recorded since the list was made (a rollback started meanwhile) stays, for the next
+    prune to look at again. ``run_ids`` newest first, so a rollback goes before the run
+    it undid.
+    """
+    deleted: list[str] = []
     for start in range(0, len(run_ids), BATCH_RUNS):
-        batch = run_ids[start : start + BATCH_RUNS]
+        batch = list(run_ids[start : start + BATCH_RUNS])
         marks = ", ".join("?" for _ in batch)
         with store.transaction() as db:
+            free = [
+                run_id
+                for (run_id,) in db.execute(
+                    f"""SELECT id FROM runs r WHERE id IN ({marks}) AND NOT EXISTS (
+                            SELECT 1 FROM runs c WHERE c.parent_run = r.id
+                            AND c.id NOT IN ({marks}))""",  # noqa: S608 - placeholders only
+                    (*batch, *batch),
+                )
+            ]
+            if not free:
+                continue
+            ours = ", ".join("?" for _ in free)
             for table in ("run_transcript", "run_journal", "run_items"):
-                db.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", batch)  # noqa: S608
-            db.execute(f"DELETE FROM runs WHERE id IN ({marks})", batch)  # noqa: S608
+                db.execute(f"DELETE FROM {table} WHERE run_id IN ({ours})", free)  # noqa: S608
+            db.execute(f"DELETE FROM runs WHERE id IN ({ours})", free)  # noqa: S608
+        deleted += free
+    return deleted
 
 
 def _drop_rollback_files(
@@ -261,7 +332,11 @@ def _drop_rollback_files(
             )
 
 
-_CLOSED_SIGHTINGS = "FROM update_sightings WHERE installed_at < ? OR unlisted_at < ?"
+# Closed (installed, or no longer listed) and not listed since: a version listed again
+# after it was installed keeps its installed_at, and its first sighting.
+_CLOSED_SIGHTINGS = (
+    "FROM update_sightings WHERE (installed_at < ? OR unlisted_at < ?) AND last_seen < ?"
+)
 _OLD_EVENTS = "FROM policy_events WHERE at < ? AND id NOT IN (SELECT MAX(id) FROM policy_events GROUP BY kind)"
 _OLD_QUARANTINE = (
     "FROM quarantine WHERE at < ? AND policy_sha256 IS NOT (SELECT sha256 FROM policy_state)"
@@ -270,7 +345,7 @@ _OLD_QUARANTINE = (
 
 def _history_counts(store: StateStore, cutoff: str) -> tuple[int, int, int]:
     return (
-        int(store.query(f"SELECT COUNT(*) {_CLOSED_SIGHTINGS}", (cutoff, cutoff))[0][0]),
+        int(store.query(f"SELECT COUNT(*) {_CLOSED_SIGHTINGS}", (cutoff,) * 3)[0][0]),
         int(store.query(f"SELECT COUNT(*) {_OLD_EVENTS}", (cutoff,))[0][0]),
         int(store.query(f"SELECT COUNT(*) {_OLD_QUARANTINE}", (cutoff,))[0][0]),
     )
@@ -279,7 +354,7 @@ def _history_counts(store: StateStore, cutoff: str) -> tuple[int, int, int]:
 def _delete_history(store: StateStore, cutoff: str) -> tuple[int, int, int]:
     with store.transaction() as db:
         return (
-            db.execute(f"DELETE {_CLOSED_SIGHTINGS}", (cutoff, cutoff)).rowcount,
+            db.execute(f"DELETE {_CLOSED_SIGHTINGS}", (cutoff,) * 3).rowcount,
             db.execute(f"DELETE {_OLD_EVENTS}", (cutoff,)).rowcount,
             db.execute(f"DELETE {_OLD_QUARANTINE}", (cutoff,)).rowcount,
         )
@@ -310,7 +385,9 @@ def _is_dir(path: Path) -> bool:
 
 
 def _tree_size(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (links not followed), counted up to a bound."""
+    """Bytes of the files under ``path`` (links not followed), counted up to a bound."""
+    if not _is_dir(path):
+        return 0
     total = files = 0
     for top, _, names in os.walk(path):
         for name in names:
@@ -328,6 +405,9 @@ def _tree_size(path: Path) -> int:
 def _remove_tree(path: Path) -> None:
     """Remove ``path``; what cannot be removed is said, and left to the next prune."""
     try:
+        if path.is_symlink():
+            path.unlink()  # the link only: never what it points at
+            return
         shutil.rmtree(path)
     except FileNotFoundError:
         pass  # another prune (the agent's, or `patchd prune`) was first

@@ -255,14 +255,19 @@ def test_without_a_policy_the_agent_only_scans(setup: dict[str, Path], apt_root:
 
 def test_each_cycle_prunes_the_history_once_a_day(setup: dict[str, Path]) -> None:
     from patchd.models import PackageChange
+    from patchd.runs.retention import MIN_RUNS_KEPT
     from patchd.state.store import StateStore
 
     setup["config"].write_text("agent: {refresh: false}\nretention: {history: 30d}\n")
     long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    change = PackageChange("apt", "hello", "all", "1.0", "1.1")
     with StateStore.open(setup["state"]) as store:
-        old = store.create_run("apply", [(PackageChange("apt", "hello", "all", "1.0", "1.1"), None)],
-                               long_ago)  # fmt: skip
-        store.finish_run(old, "succeeded", [], long_ago)
+        recorded = []
+        for n in range(MIN_RUNS_KEPT + 1):  # the newest MIN_RUNS_KEPT stay whatever their age
+            run_id = store.create_run("apply", [(change, None)], long_ago + timedelta(days=n))
+            store.finish_run(run_id, "succeeded", [], long_ago + timedelta(days=n))
+            recorded.append(run_id)
+    old = recorded[0]
     (setup["state"] / "runs" / old).mkdir(parents=True)
     once = ["--config", str(setup["config"]), "--root", str(setup["root"]), "--state-dir",
             str(setup["state"]), "agent", "--once"]  # fmt: skip
@@ -271,7 +276,7 @@ def test_each_cycle_prunes_the_history_once_a_day(setup: dict[str, Path]) -> Non
     assert "history pruned: removed 1 run(s)" in result.stderr
     assert not (setup["state"] / "runs" / old).exists()
     with StateStore.open(setup["state"]) as store:
-        assert store.list_runs(10) == []
+        assert {r.id for r in store.list_runs(100)} == set(recorded[1:])
         (pruned_at,) = store.query("SELECT last_pruned_at FROM housekeeping")[0]
     assert pruned_at is not None
     again = run_patchd(once)  # the same day: not again

@@ -268,3 +268,38 @@ def test_a_broken_table_is_left_to_each_discovery_to_report() -> None:
     answer = _preload_probe("broken")
     assert answer["service"] == {"cached": 0, "misses": 1}  # the service starts all the same
     assert answer["worker"]["found"] == "patchd/data/eol.json: malformed"
+
+
+@pytest.mark.parametrize("prune_fails", [False, True], ids=["prunes", "prune-fails"])
+def test_a_cycle_prunes_the_history_even_when_it_fails(
+    prune_fails: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from patchd.agent import service
+    from patchd.config import AgentConfig
+    from patchd.errors import PatchdError
+    from patchd.runs import retention
+    from patchd.session import Session
+    from patchd.target import Target
+
+    def failing_scan(*args: object, **kwargs: object) -> None:
+        raise PatchdError("apt-get failed")
+
+    pruned: list[Path] = []
+
+    def prune_if_due(store: object, state_dir: Path, *args: object) -> None:
+        pruned.append(state_dir)
+        if prune_fails:
+            raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(service, "scan", failing_scan)
+    monkeypatch.setattr(retention, "prune_if_due", prune_if_due)
+    config = AgentConfig()
+    agent = service.Agent(None, config, Target.at(tmp_path), tmp_path / "state")
+    with Session(config, Target.at(tmp_path), tmp_path / "state") as session:
+        assert agent._cycle_task(session) is None  # the cycle's failure stands
+    assert pruned == [tmp_path / "state"]
+    assert ("history not pruned: the disk went away" in caplog.text) is prune_fails
+    assert "cycle failed: apt-get failed" in caplog.text

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from patchd.models import PackageChange
+from patchd.runs.retention import MIN_RUNS_KEPT
 from patchd.state.store import StateStore
 from tests.conftest import run_patchd
 
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)  # older than any history setting, from any today
+LATER = datetime(2021, 1, 1, tzinfo=UTC)  # old too, but the newest runs stay whatever their age
 CHANGE = PackageChange("apt", "hello", "amd64", "1.0", "1.1")
 
 
@@ -32,18 +34,19 @@ def test_prune_removes_old_runs_and_says_what_went(tmp_path: Path) -> None:
     config = tmp_path / "agent.yaml"
     config.write_text("retention:\n  history: 30d\n")
     old = _finished_run(state, LONG_AGO)
+    newer = [_finished_run(state, LATER) for _ in range(MIN_RUNS_KEPT)]
     args = ["--config", str(config), "--state-dir", str(state), "prune"]
     shown = run_patchd([*args, "--dry-run", "--json"])
     assert shown.returncode == 0, shown.stderr
     assert shown.json()["runs"] == 1
     assert shown.json()["dry_run"] is True
     assert shown.json()["retention"]["history"] == "30d"
-    assert _runs(state) == [old]  # a dry run removes nothing
+    assert set(_runs(state)) == {old, *newer}  # a dry run removes nothing
     done = run_patchd(args)
     assert done.returncode == 0, done.stderr
     assert "History is kept for 30d, kept packages for 30d" in done.stdout
     assert "Removed 1 run(s), 0 closed update sighting(s)" in done.stdout
-    assert _runs(state) == []
+    assert set(_runs(state)) == set(newer)
     assert not (state / "runs" / old).exists()
 
 

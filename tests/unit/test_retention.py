@@ -18,11 +18,12 @@ import pytest
 from patchd.backends.base import RollbackSource
 from patchd.config import RetentionSettings
 from patchd.models import Classification, PackageChange, Severity, Update
+from patchd.runs import retention
 from patchd.runs.journal import RunJournal, Step
 from patchd.runs.quarantine import quarantine
 from patchd.runs.retention import PruneResult, prune, prune_if_due
 from patchd.state.store import StateStore
-from patchd.timeutil import format_time
+from patchd.timeutil import format_time, stamp
 from patchd.transcript import TranscriptEntry
 
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
@@ -32,6 +33,13 @@ SETTINGS = RetentionSettings(
     rollback_files_max_bytes=64 * 1024 * 1024,
 )
 MiB = 1024 * 1024
+MIN_RUNS_KEPT = retention.MIN_RUNS_KEPT
+
+
+@pytest.fixture(autouse=True)
+def no_minimum_of_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test records a few runs; the newest MIN_RUNS_KEPT are tested on their own."""
+    monkeypatch.setattr(retention, "MIN_RUNS_KEPT", 0)
 
 
 @pytest.fixture
@@ -189,7 +197,7 @@ def test_the_newest_run_keeps_its_packages_even_alone_over_the_bound(store: Stat
 def test_directories_no_record_uses_go_and_nothing_else_is_touched(store: StateStore) -> None:
     runs = state_dir(store) / "runs"
     kept = record_run(store, NOW - timedelta(days=1))
-    stray = runs / "20270101T000000Z-abcdef"  # a run id no record has: left by a crash
+    stray = runs / "20250101T000000Z-abcdef"  # no record, older than the history: left by a crash
     (stray / "packages").mkdir(parents=True)
     (stray / "packages" / "a.deb").write_bytes(b"x" * 7)
     unused = record_run(store, NOW - timedelta(days=1), name="bye")
@@ -239,7 +247,7 @@ def test_closed_sightings_events_and_quarantine_of_old_policies_go(store: StateS
 def test_a_dry_run_counts_the_same_and_changes_nothing(store: StateStore) -> None:
     record_run(store, NOW - timedelta(days=401), kept_bytes=10)
     record_run(store, NOW - timedelta(days=91), kept_bytes=20, name="bye")
-    stray = state_dir(store) / "runs" / "20270101T000000Z-abcdef"
+    stray = state_dir(store) / "runs" / "20250101T000000Z-abcdef"
     stray.mkdir()
     (stray / "transcript.log").write_text("12345")
     store.record_scan([_update("a")], {}, NOW - timedelta(days=500))
@@ -259,7 +267,7 @@ def test_the_prune_runs_once_a_day(store: StateStore) -> None:
     assert prune_if_due(store, state_dir(store), SETTINGS, NOW) is not None
     assert rows(store, "runs", old) == 0
     again = record_run(store, NOW - timedelta(days=500))
-    assert prune_if_due(store, state_dir(store), SETTINGS, NOW + timedelta(hours=23)) is None
+    assert prune_if_due(store, state_dir(store), SETTINGS, NOW + timedelta(hours=22)) is None
     assert rows(store, "runs", again) == 1  # not due: untouched
     done = prune_if_due(store, state_dir(store), SETTINGS, NOW + timedelta(days=1))
     assert done is not None
@@ -306,3 +314,98 @@ def test_a_last_prune_time_patchd_did_not_write_makes_the_prune_due(store: State
         db.execute("UPDATE housekeeping SET last_pruned_at = 'yesterday'")
     assert prune_if_due(store, state_dir(store), SETTINGS, NOW) is not None
     assert store.query("SELECT last_pruned_at FROM housekeeping") == [(format_time(NOW),)]
+
+
+def test_the_run_a_running_rollback_undoes_keeps_its_packages(store: StateStore) -> None:
+    undone = record_run(store, NOW - timedelta(days=95), kept_bytes=70 * MiB)  # past 90d, over
+    rollback = record_run(store, None, parent=undone, status="running", journal=Step.PLANNED)
+    result = prune(store, state_dir(store), SETTINGS, NOW)
+    assert (result.rollback_files_runs, result.freed_bytes) == (0, 0)
+    item = store.get_run(undone).items[0]
+    assert item.rollback_available
+    assert item.rollback_file is not None
+    assert Path(item.rollback_file).stat().st_size == 70 * MiB
+    RunJournal(store, rollback).append(Step.COMMITTED, NOW)  # once it is over, they go
+    store.finish_run(rollback, "succeeded", [], NOW)
+    assert prune(store, state_dir(store), SETTINGS, NOW).rollback_files_runs == 1
+
+
+def test_the_newest_finished_run_keeps_its_packages_beside_a_run_still_going(
+    store: StateStore,
+) -> None:
+    older = record_run(store, NOW - timedelta(days=3), kept_bytes=1 * MiB)
+    newest = record_run(store, NOW - timedelta(days=2), kept_bytes=70 * MiB, name="big")
+    record_run(store, None, status="running", journal=Step.PLANNED, name="other")  # no packages
+    result = prune(store, state_dir(store), SETTINGS, NOW)
+    assert result.rollback_files_runs == 1
+    assert not store.get_run(older).items[0].rollback_available
+    assert store.get_run(newest).items[0].rollback_available
+
+
+def test_directories_without_a_record_are_kept_as_a_run_of_their_age(store: StateStore) -> None:
+    """The database moved aside (as patchd's hint for a damaged one says) or restored."""
+    runs = state_dir(store) / "runs"
+    ages = {"young": (1, "aaaaaa"), "middle": (91, "bbbbbb"), "old": (401, "cccccc")}
+    for age, (days, suffix) in ages.items():
+        started = NOW - timedelta(days=days)
+        directory = runs / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{suffix}"
+        (directory / "packages").mkdir(parents=True)
+        (directory / "packages" / f"{age}.deb").write_bytes(b"\0" * days)
+        (directory / "transcript.log").write_text(age)
+    result = prune(store, state_dir(store), SETTINGS, NOW)
+    assert result.freed_bytes == 91 + 401 + len("old")
+    assert sorted(p.name for p in runs.rglob("*.deb")) == ["young.deb"]
+    assert sorted(p.read_text() for p in runs.rglob("transcript.log")) == ["middle", "young"]
+
+
+def test_rollbacks_and_the_runs_they_undid_go_together_batch_by_batch(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "BATCH_RUNS", 1)
+    pairs = []
+    for n in range(3):
+        undone = record_run(store, NOW - timedelta(days=500 + n), name=f"p{n}")
+        pairs += [undone, record_run(store, NOW - timedelta(days=450 + n), parent=undone)]
+    assert prune(store, state_dir(store), SETTINGS, NOW).runs == 6
+    assert store.list_runs(100) == []
+
+
+def test_a_rollback_recorded_meanwhile_keeps_the_run_it_undoes(store: StateStore) -> None:
+    undone = record_run(store, NOW - timedelta(days=500))
+    doomed = retention._RunTable.read(store).older_than(stamp(NOW - SETTINGS.history))
+    assert doomed == [undone]
+    record_run(store, None, parent=undone, status="running", journal=Step.PLANNED)  # meanwhile
+    assert retention._delete_runs(store, doomed) == []
+    assert store.get_run(undone).status == "succeeded"
+
+
+def test_the_newest_runs_stay_whatever_their_age(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clock set years ahead makes every run look old: the recent trail stays."""
+    monkeypatch.setattr(retention, "MIN_RUNS_KEPT", MIN_RUNS_KEPT)
+    recorded = [record_run(store, NOW - timedelta(days=30 - n), name=f"p{n}") for n in range(25)]
+    years_ahead = NOW + timedelta(days=5 * 365)
+    assert prune(store, state_dir(store), SETTINGS, years_ahead).runs == 5
+    assert {r.id for r in store.list_runs(100)} == set(recorded[5:])
+    assert MIN_RUNS_KEPT == 20
+
+
+def test_a_version_listed_again_after_its_install_keeps_its_first_sighting(
+    store: StateStore,
+) -> None:
+    long_ago = NOW - timedelta(days=500)
+    again = _update("a")
+    store.record_scan([again], {}, long_ago)
+    store.record_scan([], {("apt", "a", "amd64"): "1.1"}, long_ago + timedelta(days=1))
+    store.record_scan([again], {}, NOW - timedelta(hours=1))  # downgraded: listed again
+    assert prune(store, state_dir(store), SETTINGS, NOW).sightings == 0
+    sighting = store.sighting("apt", "a", "amd64", "1.1")
+    assert sighting is not None
+    assert sighting["first_seen"] == format_time(long_ago)
+
+
+def test_a_daily_timer_a_little_early_still_prunes(store: StateStore) -> None:
+    assert prune_if_due(store, state_dir(store), SETTINGS, NOW) is not None
+    early = NOW + timedelta(hours=23, minutes=59)
+    assert prune_if_due(store, state_dir(store), SETTINGS, early) is not None

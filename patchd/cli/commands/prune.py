@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from patchd.cli.main import Invocation
 from patchd.cli.output import write_json
+from patchd.errors import StateError
 from patchd.policy.durations import format_duration
 from patchd.scan import SCHEMA_VERSION
 
@@ -14,7 +17,15 @@ def run(invocation: Invocation) -> int:
     dry_run = bool(invocation.args.dry_run)
     with invocation.session() as session:
         settings = session.config.retention
-        result = prune(session.store, session.state_dir, settings, session.clock(), dry_run=dry_run)
+        try:
+            result = prune(
+                session.store, session.state_dir, settings, session.clock(), dry_run=dry_run
+            )
+        except (OSError, sqlite3.Error) as e:
+            raise StateError(
+                f"cannot prune the history in {session.state_dir}: {e}",
+                hint="what was removed before this stays removed; run `patchd prune` again",
+            ) from None
     if invocation.args.json:
         write_json(
             {

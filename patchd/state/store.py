@@ -448,11 +448,16 @@ class StateStore:
         """Record a new run and its planned changes, before anything is changed."""
         run_id = new_run_id(now)
         with self._transaction() as db:
-            db.execute(
-                """INSERT INTO runs (id, kind, status, dry_run, parent_run, started_at)
-                   VALUES (?, ?, 'running', ?, ?, ?)""",
-                (run_id, kind, int(dry_run), parent_run, format_time(now)),
-            )
+            try:
+                db.execute(
+                    """INSERT INTO runs (id, kind, status, dry_run, parent_run, started_at)
+                       VALUES (?, ?, 'running', ?, ?, ?)""",
+                    (run_id, kind, int(dry_run), parent_run, format_time(now)),
+                )
+            except sqlite3.IntegrityError:
+                if parent_run is None:
+                    raise
+                raise UnknownRunError(parent_run) from None  # pruned since it was read
             for seq, (c, u) in enumerate(changes):
                 db.execute(
                     """INSERT INTO run_items (run_id, seq, backend, name, arch, from_version,

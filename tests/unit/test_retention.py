@@ -17,6 +17,7 @@ import pytest
 
 from patchd.backends.base import RollbackSource
 from patchd.config import RetentionSettings
+from patchd.errors import UnknownRunError
 from patchd.models import Classification, PackageChange, Severity, Update
 from patchd.runs import retention
 from patchd.runs.journal import RunJournal, Step
@@ -409,3 +410,12 @@ def test_a_daily_timer_a_little_early_still_prunes(store: StateStore) -> None:
     assert prune_if_due(store, state_dir(store), SETTINGS, NOW) is not None
     early = NOW + timedelta(hours=23, minutes=59)
     assert prune_if_due(store, state_dir(store), SETTINGS, early) is not None
+
+
+def test_a_rollback_of_a_run_pruned_meanwhile_is_refused_as_unknown(store: StateStore) -> None:
+    undone = record_run(store, NOW - timedelta(days=500))
+    assert prune(store, state_dir(store), SETTINGS, NOW).runs == 1
+    before = everything(store)
+    with pytest.raises(UnknownRunError, match=f"no run '{undone}' is recorded"):
+        store.create_run("rollback", [], NOW, parent_run=undone)
+    assert everything(store) == before

@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 SYSTEM_STATE_DIR = Path("/var/lib/patchd")
+RUNS_DIR = "runs"  # STATE_DIR/runs/RUN_ID/: a run's transcript.log, and its kept packages
+PACKAGES_DIR = "packages"  # in a run's directory: what the run keeps to roll back
+
+
+def run_dir(state_dir: Path, run_id: str) -> Path:
+    """``STATE_DIR/runs/RUN_ID``: what a run keeps on disk beside its record."""
+    return state_dir / RUNS_DIR / run_id
 
 
 def default_state_dir() -> Path:

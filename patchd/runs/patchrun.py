@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from patchd.backends.base import ChangeResult, Outcome, TransactionResult
 from patchd.errors import PatchdError
 from patchd.models import PackageChange, Update
+from patchd.paths import PACKAGES_DIR, run_dir
 from patchd.policy.loader import LoadedPolicy
 from patchd.policy.model import SnapshotSettings
 from patchd.runs.journal import RunJournal, Step, unfinished_runs
@@ -228,7 +229,7 @@ class PatchRun:
         store = self.session.store
         backend = self.session.backend(name)
         changes = [u.change() for u in batch]
-        keep_dir = self.session.state_dir / "runs" / self.run_id / "packages"
+        keep_dir = run_dir(self.session.state_dir, self.run_id) / PACKAGES_DIR
         sources = backend.prepare_rollback(changes, keep_dir, self.recorder.transcript)
         store.record_rollback_sources(self.run_id, sources)
         self.recorder.notes += [

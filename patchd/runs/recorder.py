@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from patchd.backends.base import ChangeResult, Outcome, TransactionResult
 from patchd.errors import PatchdError
+from patchd.paths import run_dir
 from patchd.session import Session
 from patchd.timeutil import format_time
 from patchd.transcript import Transcript, TranscriptEntry
@@ -35,7 +36,7 @@ class RunRecorder:
 
     def __post_init__(self) -> None:
         self.transcript = Transcript(sink=self._keep)
-        self._log = self.session.state_dir / "runs" / self.run_id / "transcript.log"
+        self._log = run_dir(self.session.state_dir, self.run_id) / "transcript.log"
 
     def _keep(self, entry: TranscriptEntry) -> None:
         """Every entry goes to the state database and to the run's plain-text transcript."""

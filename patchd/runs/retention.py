@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from patchd.config import RetentionSettings
+from patchd.paths import PACKAGES_DIR, RUNS_DIR
 from patchd.policy.durations import format_duration
 from patchd.state.store import StateStore
 from patchd.timeutil import format_time, parse_time, stamp
@@ -57,8 +58,6 @@ MIN_RUNS_KEPT = 20  # the newest runs stay whatever their age
 PRUNE_SLACK = timedelta(hours=1)  # a daily timer's cycle a little early is still due
 MAX_RUN_DIRS = 100_000  # directories under runs/ looked at in one prune
 MAX_FILES_PER_RUN = 100_000  # files counted under one run's directory
-RUNS_DIR = "runs"
-PACKAGES_DIR = "packages"  # in a run's directory: what patchd.runs.patchrun keeps for rollback
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # as patchd.state.store.new_run_id
 OPEN_STATUSES = ("running", "rebooting")
 

@@ -99,6 +99,9 @@ def test_status_json_on_a_new_state_dir(tmp_path: Path) -> None:
     assert document["schema_version"] == 1
     assert document["runs"] == []
     assert document["last_scan"] is None
+    assert document["retention"] == {"history": "400d", "rollback_files": "90d",
+                                     "rollback_files_max_bytes": 4 * 1024**3,
+                                     "last_pruned_at": None}  # fmt: skip
     assert (tmp_path / "s").stat().st_mode & 0o777 == 0o700
 
 

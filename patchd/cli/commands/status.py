@@ -8,6 +8,7 @@ from typing import Any
 from patchd.cli.main import Invocation
 from patchd.cli.output import Style, colour_enabled, write_json
 from patchd.cli.render import render_run_line
+from patchd.policy.durations import format_duration
 from patchd.scan import SCHEMA_VERSION
 
 
@@ -19,6 +20,8 @@ def run(invocation: Invocation) -> int:
         runs = store.list_runs(limit)
         policy = session.policy_gate.status()
         root = session.policy_gate.trust.current()
+        (pruned_at,) = store.query("SELECT last_pruned_at FROM housekeeping")[0]
+    retention = session.config.retention
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "state_dir": str(session.state_dir),
@@ -31,6 +34,12 @@ def run(invocation: Invocation) -> int:
             else None
         ),
         "runs": [r.as_dict() for r in runs],
+        "retention": {
+            "history": format_duration(retention.history),
+            "rollback_files": format_duration(retention.rollback_files),
+            "rollback_files_max_bytes": retention.rollback_files_max_bytes,
+            "last_pruned_at": pruned_at,
+        },
     }
     if invocation.args.json:
         write_json(document)
@@ -55,6 +64,10 @@ def run(invocation: Invocation) -> int:
     if policy["last_refusal"]:
         refusal = policy["last_refusal"]
         print(style(f"Refused:   {refusal['at']}: {refusal['reason']}", "yellow"))
+    print(
+        f"History:   kept {format_duration(retention.history)}, kept packages "
+        f"{format_duration(retention.rollback_files)}; last pruned {pruned_at or 'never'}"
+    )
     if runs:
         print(style("Runs:", "bold"))
         for r in runs:

@@ -50,8 +50,8 @@ function _shtab_patchd_using
   test "$_shtab_patchd_cmdpath" = "$argv"
 end
 
-set -g _shtab_patchd_commands scan status apply rollback prune plan windows agent key 'key generate' trust 'trust init' 'trust rotate' 'trust sign' 'trust verify' 'trust update' 'trust show' policy 'policy sign' 'policy verify' 'policy check' 'policy activate' enroll report 'report send' 'report show' 'report status' service 'service install' 'service uninstall' 'service status' collector 'collector serve' 'collector token' 'collector token create' 'collector token list' 'collector endpoints' 'collector approve-key' 'collector policy' 'collector policy publish' 'collector report' 'collector verify-export'
-set -g _shtab_patchd_opts_with_value --add-key --admin-token-file --at --collector --config --db --evidence --format --key --listen --manager --next --note --out --remove-key --root --runs --stale-after --state-dir --threshold --tls-cert --tls-key --token --token-file --trust --ttl --uses --workers
+set -g _shtab_patchd_commands scan status apply rollback prune plan windows agent key 'key generate' trust 'trust init' 'trust rotate' 'trust sign' 'trust verify' 'trust update' 'trust show' policy 'policy sign' 'policy verify' 'policy check' 'policy activate' enroll report 'report send' 'report show' 'report status' service 'service install' 'service uninstall' 'service status' collector 'collector serve' 'collector token' 'collector token create' 'collector token list' 'collector endpoints' 'collector approve-key' 'collector policy' 'collector policy publish' 'collector report' 'collector verify-export' 'collector prune'
+set -g _shtab_patchd_opts_with_value --add-key --admin-token-file --at --collector --config --db --evidence --format --keep --key --listen --manager --next --note --out --remove-key --root --runs --stale-after --state-dir --threshold --tls-cert --tls-key --token --token-file --trust --ttl --uses --workers
 
 complete -c patchd -e
 complete -c patchd -f
@@ -292,6 +292,7 @@ complete -c patchd -n '_shtab_patchd_using collector serve' -l tls-cert -x -d 's
 complete -c patchd -n '_shtab_patchd_using collector serve' -l tls-key -x -d '... and this private key'
 complete -c patchd -n '_shtab_patchd_using collector serve' -l admin-token-file -x -d 'the admin token (mode 0600) the read API and dashboard require'
 complete -c patchd -n '_shtab_patchd_using collector serve' -l stale-after -x -d 'an endpoint with no report for this long is stale (default 3h)'
+complete -c patchd -n '_shtab_patchd_using collector serve' -l keep -x -d 'keep reports and history this long, 30d to 3653d (default 400d); each endpoint'"'"'s newest report always stays'
 complete -c patchd -n '_shtab_patchd_using collector; and test $_shtab_patchd_npos -eq 0' -a token -d 'enrolment tokens'
 complete -c patchd -n '_shtab_patchd_using collector token' -s h -l help -d 'show this help message and exit'
 complete -c patchd -n '_shtab_patchd_using collector token' -l config -x -d 'agent configuration (env PATCHD_CONFIG; default /etc/patchd/agent.yaml, built-in defaults if that file is missing)'
@@ -364,3 +365,13 @@ complete -c patchd -n '_shtab_patchd_using collector verify-export' -l state-dir
 complete -c patchd -n '_shtab_patchd_using collector verify-export' -l root -x -d 'root of the installed system to manage (default /): a mounted image or container root'
 complete -c patchd -n '_shtab_patchd_using collector verify-export' -l debug -d 'verbose logs, and tracebacks for unexpected errors'
 complete -c patchd -n '_shtab_patchd_using collector verify-export' -l evidence -x -d 'a CSV export'"'"'s evidence file'
+complete -c patchd -n '_shtab_patchd_using collector; and test $_shtab_patchd_npos -eq 0' -a prune -d 'remove reports and history older than --keep, now'
+complete -c patchd -n '_shtab_patchd_using collector prune' -s h -l help -d 'show this help message and exit'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l config -x -d 'agent configuration (env PATCHD_CONFIG; default /etc/patchd/agent.yaml, built-in defaults if that file is missing)'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l state-dir -x -d 'local state (default /var/lib/patchd as root, the XDG state dir otherwise)'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l root -x -d 'root of the installed system to manage (default /): a mounted image or container root'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l debug -d 'verbose logs, and tracebacks for unexpected errors'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l db -x -d 'a SQLite file path or a postgresql:// URL (default /var/lib/patchd-collector/collector.db)'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l keep -x -d 'keep reports and history this long, 30d to 3653d (default 400d); each endpoint'"'"'s newest report always stays'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l dry-run -d 'only count what would go'
+complete -c patchd -n '_shtab_patchd_using collector prune' -l json -d 'write one JSON document (with "schema_version") to standard output'

@@ -14,9 +14,21 @@ COLLECTOR_COMMANDS: dict[str, str] = {
     "collector policy publish": "patchd.cli.commands.collector:policy_publish",
     "collector report": "patchd.cli.commands.collector:report",
     "collector verify-export": "patchd.cli.commands.collector:verify_export",
+    "collector prune": "patchd.cli.commands.collector:prune",
 }
 DEFAULT_DB = "/var/lib/patchd-collector/collector.db"
 DEFAULT_LISTEN = "127.0.0.1:8470"
+DEFAULT_KEEP = "400d"  # as patchd.collector.retention.DEFAULT_KEEP
+
+
+def _keep(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep",
+        default=DEFAULT_KEEP,
+        metavar="DURATION",
+        help=f"keep reports and history this long, 30d to 3653d (default {DEFAULT_KEEP}); "
+        "each endpoint's newest report always stays",
+    )
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +64,7 @@ def add_collector_commands(commands: Any, subcommand: Any, json_option: Any) -> 
         metavar="DURATION",
         help="an endpoint with no report for this long is stale (default 3h)",
     )
+    _keep(serve)
 
     token_parser = subcommand(subs, "token", "enrolment tokens")
     tokens = token_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -94,3 +107,9 @@ def add_collector_commands(commands: Any, subcommand: Any, json_option: Any) -> 
     )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument("--evidence", metavar="FILE", help="a CSV export's evidence file")
+
+    prune = subcommand(subs, "prune", "remove reports and history older than --keep, now")
+    _db(prune)
+    _keep(prune)
+    prune.add_argument("--dry-run", action="store_true", help="only count what would go")
+    json_option(prune)

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from patchd import __version__
 from patchd.collector import compliance as metrics
+from patchd.collector import retention
 from patchd.collector.ingest import MAX_CACHED_KEYS, MAX_REPORT_BYTES, KeyCache, Rejected
 from patchd.collector.report_route import REPORTS_PATH, CollectorApp, answer, busy
 from patchd.collector.schema import endpoint_runs, endpoint_updates, endpoints, flags, reports
@@ -49,6 +50,7 @@ MAX_LIST = 10_000
 # report's parsed payload alone is hundreds of objects, freed by reference counting; at the
 # default, a busy collector spent a tenth of its time in collections that found nothing.
 GC_YOUNG_ALLOCATIONS = 50_000
+DEFAULT_KEEP_S = retention.DEFAULT_KEEP.total_seconds()
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Settings:
     db: str
     admin_token: str
     stale_after: timedelta = metrics.DEFAULT_STALE_AFTER
+    keep: timedelta = retention.DEFAULT_KEEP  # what is older goes, once a day
     clock: Callable[[], datetime] = utcnow
     max_queue: int = 8192
     options: dict[str, Any] = field(default_factory=dict)
@@ -70,6 +73,7 @@ class Settings:
             db=os.environ["PATCHD_COLLECTOR_DB"],
             admin_token=read_admin_token(token_file),
             stale_after=timedelta(seconds=float(os.environ.get("PATCHD_COLLECTOR_STALE_AFTER_S", "10800"))),
+            keep=timedelta(seconds=float(os.environ.get("PATCHD_COLLECTOR_KEEP_S", str(DEFAULT_KEEP_S)))),
         )  # fmt: skip
 
 
@@ -102,6 +106,7 @@ class State:
         self.writer = BatchWriter(self.store, max_queue=settings.max_queue)
         self.keys = KeyCache(self.store.public_key)
         self.keys.preload(self.store.public_keys(MAX_CACHED_KEYS))
+        self.pruner = retention.DailyPrune(self.store, settings.keep)
         self.counters: dict[str, int] = {}
 
     @property
@@ -181,9 +186,11 @@ def create_app(settings: Settings) -> FastAPI:
         state = State(settings)
         app.state.patchd = state
         state.writer.start()
+        state.pruner.start()
         try:
             yield
         finally:
+            await asyncio.to_thread(state.pruner.stop)
             await asyncio.to_thread(state.writer.stop)
             state.store.close()
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from patchd.collector import compliance as figures
+from patchd.collector.retention import last_pruned
 
 if TYPE_CHECKING:
     from patchd.collector.app import State
@@ -78,4 +79,13 @@ def render(state: State) -> bytes:
     )
     Gauge("patchd_collector_write_batches", "Write transactions of reports by this process",
           registry=registry).set(state.writer.batches)  # fmt: skip
+    with state.store.reading() as conn:
+        pruned_at = last_pruned(conn)
+    Gauge("patchd_collector_last_prune_timestamp_seconds",
+          "When a collector sharing this database last pruned it (0: never)",
+          registry=registry).set(pruned_at.timestamp() if pruned_at is not None else 0)  # fmt: skip
+    pruned = Gauge("patchd_collector_pruned_rows", "Rows the daily prune removed in this process, by table",
+                   ["table"], registry=registry)  # fmt: skip
+    for table, count in state.pruner.removed.items():
+        pruned.labels(table).set(count)
     return generate_latest(registry)

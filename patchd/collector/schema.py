@@ -104,6 +104,9 @@ reports = Table(
     Column("sha256", String(64), nullable=False),  # of the payload bytes
     Column("envelope", LargeBinary, nullable=False),  # exactly as received: evidence
 )
+# The daily prune finds old reports by it (patchd.collector.retention); appended to at the
+# right edge only, as received_at grows.
+reports_received = Index("reports_received_at", reports.c.received_at)
 
 endpoint_updates = Table(
     "endpoint_updates",
@@ -179,6 +182,15 @@ policies = Table(
 )
 
 
+# One row (id 1): the collectors sharing this database claim the daily prune on it.
+housekeeping = Table(
+    "housekeeping",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_pruned_at", TIME, nullable=True),
+)
+
+
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
@@ -206,10 +218,23 @@ def _envelopes_lz4_v3(conn: Connection) -> None:
         log.warning("report envelopes stay compressed with pglz: %s", str(e.orig).splitlines()[0])
 
 
+def _retention_v4(conn: Connection) -> None:
+    """The ``housekeeping`` row the daily prune is claimed on, and an index to find old reports.
+
+    A database created at version 1 by this code already has both (create_all). On a large
+    existing database the index is built once, here, while the collector starts.
+    """
+    housekeeping.create(conn, checkfirst=True)
+    reports_received.create(conn, checkfirst=True)
+    if conn.execute(select(housekeeping.c.id).where(housekeeping.c.id == 1)).first() is None:
+        conn.execute(housekeeping.insert().values(id=1, last_pruned_at=None))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _create_v1,
     _add_updates_digest_v2,
     _envelopes_lz4_v3,
+    _retention_v4,
 ]
 LATEST = len(MIGRATIONS)
 

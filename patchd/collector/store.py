@@ -193,6 +193,9 @@ class CollectorStore:
             raise ConfigError(f"cannot open the collector database: {type(e).__name__}: {str(e).splitlines()[0]}",
                               hint="check --db (a writable file path, or a reachable postgresql:// URL)") from None  # fmt: skip
         self._turn_file = _turn_file(self.engine)
+        # flock is held per open file, not per thread: this process's writers (the report
+        # writer, the daily prune) take turns on this lock first.
+        self._turn_lock = threading.Lock()
         self._written: dict[str, str] = {}  # endpoint id -> updates digest this process wrote
 
     @property
@@ -218,11 +221,18 @@ class CollectorStore:
             return
         import fcntl
 
-        fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_UN)
+        with self._turn_lock:
+            fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._turn_file.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction, begun once this process has the writer's turn (SQLite)."""
+        with self._writer_turn(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

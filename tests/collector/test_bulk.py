@@ -355,10 +355,11 @@ def _rows_seq(role: str, seq: int, rows: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_postgresql_compresses_new_envelopes_with_lz4(store: CollectorStore) -> None:
-    """Schema version 3: a new database, and one at version 2, store envelopes with lz4."""
+    """Schema version 3: a new database, and one at version 2, store envelopes with lz4
+    (and are migrated on to the latest version)."""
     if store.dialect != "postgresql":
         with store.reading() as conn:
-            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == LATEST
         return
     method = (
         "SELECT attcompression FROM pg_attribute"
@@ -374,7 +375,7 @@ def test_postgresql_compresses_new_envelopes_with_lz4(store: CollectorStore) -> 
     try:
         with again.reading() as conn:
             assert conn.exec_driver_sql(method).scalar() == "l"
-            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == 3
+            assert conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == LATEST
         batched, _ = _twin_fleets(again)
         many = [_update(f"apt:lib{i}:amd64=2.0") for i in range(40)]  # well over 2 KB: TOASTed
         _store_in_turn(again, batched, [sections(pending=40, updates=many)], one_by_one=False)

@@ -18,13 +18,26 @@ MAX_CONNECTIONS = 16_384  # per worker process: open connections plus requests i
 LISTEN_BACKLOG = 4096  # connections the kernel queues before accept (capped by somaxconn)
 
 
-def _duration(text: str, option: str) -> timedelta:
+def _duration(
+    text: str,
+    option: str,
+    *,
+    minimum: timedelta = timedelta(minutes=1),
+    maximum: timedelta | None = None,
+) -> timedelta:
     from patchd.policy.durations import parse_duration
 
     try:
-        return parse_duration(text)
+        return parse_duration(text, minimum=minimum, maximum=maximum)
     except ValueError as e:
         raise UsageError(f"{option}: {e}") from None
+
+
+def _keep(text: str) -> timedelta:
+    """``--keep``: how long the collector keeps reports and history (30 days to 10 years)."""
+    from patchd.collector.retention import MAX_KEEP, MIN_KEEP
+
+    return _duration(text, "--keep", minimum=MIN_KEEP, maximum=MAX_KEEP)
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -55,6 +68,7 @@ def serve(invocation: Invocation) -> int:
     args = invocation.args
     host, port = _listen(args.listen)
     stale_after = _duration(args.stale_after, "--stale-after")
+    keep = _keep(args.keep)
     token_file = Path(args.admin_token_file).resolve()
     read_admin_token(token_file)  # refuse a bad token file before listening
     if not 1 <= args.workers <= 64:
@@ -80,7 +94,7 @@ def serve(invocation: Invocation) -> int:
     }
     if args.workers == 1:
         settings = Settings(
-            db=args.db, admin_token=read_admin_token(token_file), stale_after=stale_after
+            db=args.db, admin_token=read_admin_token(token_file), stale_after=stale_after, keep=keep
         )
         app = create_app(settings)
         tune_garbage_collector()
@@ -89,9 +103,33 @@ def serve(invocation: Invocation) -> int:
     os.environ["PATCHD_COLLECTOR_DB"] = args.db
     os.environ["PATCHD_COLLECTOR_ADMIN_TOKEN_FILE"] = str(token_file)
     os.environ["PATCHD_COLLECTOR_STALE_AFTER_S"] = str(stale_after.total_seconds())
+    os.environ["PATCHD_COLLECTOR_KEEP_S"] = str(keep.total_seconds())
     uvicorn.run(
         "patchd.collector.app:app_from_environment", factory=True, workers=args.workers, **options
     )
+    return 0
+
+
+def prune(invocation: Invocation) -> int:
+    """Remove now what ``--keep`` no longer keeps (as the collectors do daily); print what went."""
+    from patchd.collector import retention
+    from patchd.collector.store import CollectorStore
+
+    args = invocation.args
+    keep = _keep(args.keep)  # before the database is opened: a bad value changes nothing
+    now = utcnow()
+    store = CollectorStore(args.db)
+    try:
+        result = retention.prune(store, keep, now, dry_run=args.dry_run)
+        if not args.dry_run:
+            retention.record_prune(store, now)
+    finally:
+        store.close()
+    if args.json:
+        write_json({"schema_version": SCHEMA_VERSION, **result.as_dict()})
+    else:
+        said = result.describe()
+        print(said[0].upper() + said[1:] + ".")
     return 0
 
 

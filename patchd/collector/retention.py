@@ -34,7 +34,6 @@ from patchd.collector.schema import (
     endpoint_daily,
     endpoint_runs,
     endpoint_updates,
-    endpoints,
     enrolment_tokens,
     flags,
     housekeeping,
@@ -54,6 +53,11 @@ BATCH_ROWS = 5_000  # rows deleted in one transaction: a short hold on the write
 FIRST_CHECK_S = 60.0  # after a collector starts, before its first check
 CHECK_EVERY_S = 3600.0  # between checks whether the day's prune is due
 STOP_WAIT_S = 30.0  # at shutdown, for a prune to finish its batch
+BATCH_PAUSE_S = 0.05  # between a daily prune's batches: the report writers go first
+CLOCKS_DIFFER = timedelta(hours=1)
+MAX_ADVANCE = timedelta(
+    days=2
+)  # how far the time a prune counts from moves, a prune  # collectors' clocks this far apart are not "set back"
 
 
 @dataclass(frozen=True)
@@ -66,19 +70,50 @@ class _Rule:
 
 
 def _old_report(t: Any, cutoff: str) -> Any:
-    newest = exists().where(endpoints.c.id == t.c.endpoint_id, endpoints.c.key_epoch == t.c.key_epoch,
-                            endpoints.c.last_seq == t.c.seq)  # fmt: skip
-    return (t.c.received_at < cutoff) & ~newest
+    """Received before the cutoff, and not its endpoint's newest stored report.
+
+    The newest stored, not the one at the endpoint's ``last_seq``: after an approved new
+    key the endpoint has none at its new key's seq until it reports again.
+    """
+    newer = reports.alias("newer")
+    superseded = exists().where(
+        newer.c.endpoint_id == t.c.endpoint_id,
+        or_(newer.c.key_epoch > t.c.key_epoch,
+            (newer.c.key_epoch == t.c.key_epoch) & (newer.c.seq > t.c.seq)),
+    )  # fmt: skip
+    return (t.c.received_at < cutoff) & superseded
+
+
+def _old_run(t: Any, cutoff: str) -> Any:
+    """Finished before the cutoff, and listed by no report received since.
+
+    An agent lists its last runs in every report (each report rewrites them, with its
+    ``seq``): one still listed would come back with the next report.
+    """
+    listing = reports.alias("listing")
+    listed_since = exists().where(listing.c.endpoint_id == t.c.endpoint_id,
+                                  listing.c.seq == t.c.seq, listing.c.received_at >= cutoff)  # fmt: skip
+    return (t.c.finished_at < cutoff) & ~listed_since
 
 
 def _old_update(t: Any, cutoff: str) -> Any:
-    settled = or_(t.c.installed_at < cutoff, t.c.installed_at.is_(None) & (t.c.first_seen < cutoff))
-    return t.c.pending.is_(False) & settled
+    """No longer pending, and installed before the cutoff or, never installed, first seen
+    before it while no run of its endpoint is still going.
+
+    A run still going may yet say it installed the update (a report made meanwhile no
+    longer lists it): its row must be there to take ``installed_at``.
+    """
+    going = endpoint_runs.alias("going")
+    run_going = exists().where(
+        going.c.endpoint_id == t.c.endpoint_id, going.c.finished_at.is_(None)
+    )
+    never_installed = t.c.installed_at.is_(None) & (t.c.first_seen < cutoff) & ~run_going
+    return (t.c.pending == False) & or_(t.c.installed_at < cutoff, never_installed)  # noqa: E712
 
 
 RULES = (
     _Rule(reports, ("endpoint_id", "key_epoch", "seq"), _old_report),
-    _Rule(endpoint_runs, ("endpoint_id", "run_id"), lambda t, cutoff: t.c.finished_at < cutoff),
+    _Rule(endpoint_runs, ("endpoint_id", "run_id"), _old_run),
     _Rule(endpoint_updates, ("endpoint_id", "update_id"), _old_update),
     _Rule(endpoint_daily, ("endpoint_id", "day"), lambda t, cutoff: t.c.day < cutoff[:10]),
     _Rule(flags, ("id",), lambda t, cutoff: t.c.at < cutoff),
@@ -118,10 +153,19 @@ def prune(
 ) -> PruneResult:
     """Delete what is older than ``now - keep`` (see the module); what went, by table.
 
+    ``now`` is taken as at most :data:`MAX_ADVANCE` after the time the last prune counted
+    from: a clock set years ahead moves the cutoff two days a prune, not years at once.
     With ``dry_run`` nothing changes: the counts are what a prune would remove now.
-    ``stopping`` is asked between batches; once it says so the prune ends early
-    (``complete`` false) and the next one carries on.
+    ``stopping`` is asked before each batch (it may wait a little, to let others write
+    first); once it says so the prune ends early (``complete`` false) and the next day's
+    carries on.
     """
+    with store.reading() as conn:
+        last = conn.execute(
+            select(housekeeping.c.pruned_through).where(housekeeping.c.id == 1)
+        ).scalar()
+    if last:
+        now = min(now, parse_time(last) + MAX_ADVANCE)
     cutoff = stamp(now - keep)
     removed: dict[str, int] = {}
     for rule in RULES:
@@ -135,7 +179,9 @@ def prune(
         chosen = select(*(doomed.c[k] for k in rule.keys)).where(condition).limit(batch_rows)
         columns = [rule.table.c[k] for k in rule.keys]
         target = tuple_(*columns) if len(columns) > 1 else columns[0]
-        statement = delete(rule.table).where(target.in_(chosen))
+        # The rule again on the row itself: on PostgreSQL a row changed meanwhile (pending
+        # again, say) is checked anew before it goes.
+        statement = delete(rule.table).where(target.in_(chosen), rule.doomed(rule.table, cutoff))
         total = 0
         while True:
             if stopping():
@@ -147,6 +193,10 @@ def prune(
             if gone < batch_rows:
                 break
         removed[rule.table.name] = total
+    if not dry_run:
+        with store.writing() as conn:
+            conn.execute(update(housekeeping).where(housekeeping.c.id == 1)
+                         .values(pruned_through=stamp(now)))  # fmt: skip
     if any(removed.values()) and not dry_run:
         log.info("pruned what is older than %s: %s", cutoff,
                  ", ".join(f"{n} {t}" for t, n in removed.items() if n))  # fmt: skip
@@ -157,12 +207,13 @@ def claim(store: CollectorStore, now: datetime) -> bool:
     """Claim the day's prune for this process: True for the one collector that should prune.
 
     One conditional ``UPDATE`` of the ``housekeeping`` row: concurrent claims serialise on
-    it, and only the first in a day (:data:`PRUNE_EVERY`) changes it. A last prune in the
-    future (the clock was set back) counts as due, or none would come until it passed.
+    it, and only the first in a day (:data:`PRUNE_EVERY`) changes it. A last prune more
+    than :data:`CLOCKS_DIFFER` in the future (a clock was set back) counts as due, or none
+    would come until it passed; hosts' clocks a little apart do not.
     """
     due = or_(housekeeping.c.last_pruned_at.is_(None),
               housekeeping.c.last_pruned_at <= stamp(now - PRUNE_EVERY),
-              housekeeping.c.last_pruned_at > stamp(now))  # fmt: skip
+              housekeeping.c.last_pruned_at > stamp(now + CLOCKS_DIFFER))  # fmt: skip
     with store.writing() as conn:
         claimed = conn.execute(
             update(housekeeping)
@@ -240,7 +291,9 @@ class DailyPrune:
         while not self._stop.wait(wait):
             wait = self.check_every_s
             try:
-                done = prune_if_due(self.store, self.keep, stopping=self._stop.is_set)
+                # A pause before each batch lets the report writers take their turn first.
+                paused = lambda: self._stop.wait(BATCH_PAUSE_S)  # noqa: E731 - True: stop
+                done = prune_if_due(self.store, self.keep, stopping=paused)
             except Exception as e:  # the database is down or locked: try again next hour
                 log.warning("the daily prune failed: %s: %s", type(e).__name__,
                             str(e).splitlines()[0] if str(e) else "")  # fmt: skip

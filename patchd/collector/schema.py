@@ -188,6 +188,9 @@ housekeeping = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("last_pruned_at", TIME, nullable=True),
+    # The time the last prune counted its cutoff from: the next one counts from at most two
+    # days later, so a clock set years ahead cannot wipe the history at once.
+    Column("pruned_through", TIME, nullable=True),
 )
 
 

@@ -22,8 +22,8 @@ What goes (``retention:`` in the agent configuration, :class:`~patchd.config.Ret
 What always stays: a run that is not over (running, waiting for its reboot, or whose
 journal does not end in a final step: recovery needs it), the run such a run undoes
 (with its kept packages), a run a kept run refers to (the apply run a rollback undid),
-and the newest :data:`MIN_RUNS_KEPT` runs, so a clock set years ahead cannot wipe the
-recent trail.
+and the newest :data:`MIN_RUNS_KEPT` runs. A clock set years ahead cannot wipe the recent
+trail either way: the cutoffs move at most :data:`MAX_ADVANCE` a prune.
 
 The database changes first, in transactions of :data:`BATCH_RUNS` runs, and the files go
 after: an interruption between the two leaves only files that no record uses, and every
@@ -55,7 +55,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(days=1)
 BATCH_RUNS = 50  # runs removed in one transaction (transcripts: up to 4 MiB a command)
 MIN_RUNS_KEPT = 20  # the newest runs stay whatever their age
-PRUNE_SLACK = timedelta(hours=1)  # a daily timer's cycle a little early is still due
+PRUNE_SLACK = timedelta(hours=1)
+MAX_ADVANCE = timedelta(
+    days=2
+)  # how far the time cutoffs count from moves, a prune  # a daily timer's cycle a little early is still due
 MAX_RUN_DIRS = 100_000  # directories under runs/ looked at in one prune
 MAX_FILES_PER_RUN = 100_000  # files counted under one run's directory
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # as patchd.state.store.new_run_id
@@ -122,9 +125,15 @@ def prune(
     *,
     dry_run: bool = False,
 ) -> PruneResult:
-    """Remove what the retention settings no longer keep; see the module's description."""
+    """Remove what the retention settings no longer keep; see the module's description.
+
+    The cutoffs count back from ``now``, but from no later than :data:`MAX_ADVANCE` after
+    the time the last prune counted from: a clock set years ahead moves them two days a
+    prune, not years at once.
+    """
     runs_dir = state_dir / RUNS_DIR
     run_dirs = _run_dirs(runs_dir)  # listed first: a run's record exists before its directory
+    now = _counted_from(store, now)
     cutoff = stamp(now - settings.history)  # stored times sort as text
     files_cutoff = stamp(now - settings.rollback_files)
     runs = _RunTable.read(store)
@@ -137,6 +146,8 @@ def prune(
         deleted = _delete_runs(store, doomed)
         _drop_rollback_files(store, expired, settings)
         counts = _delete_history(store, cutoff)
+        with store.transaction() as db:
+            db.execute("UPDATE housekeeping SET pruned_through = ? WHERE id = 1", (stamp(now),))
     # The files. A run's directory holds its transcript.log, kept with its record, and
     # the packages kept for its rollback (PACKAGES_DIR), kept while an item uses them.
     known = _run_ids(store) - set(deleted)
@@ -168,6 +179,16 @@ def prune(
         freed_bytes=freed,
         dry_run=dry_run,
     )
+
+
+def _counted_from(store: StateStore, now: datetime) -> datetime:
+    """``now``, or :data:`MAX_ADVANCE` after the last prune's, whichever is earlier."""
+    rows = store.query("SELECT pruned_through FROM housekeeping WHERE id = 1")
+    try:
+        last = parse_time(rows[0][0]) if rows and rows[0][0] else None
+    except ValueError:  # not written by patchd
+        last = None
+    return now if last is None else min(now, last + MAX_ADVANCE)
 
 
 def _over_the_bound(

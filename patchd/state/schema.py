@@ -187,11 +187,13 @@ MIGRATIONS: tuple[str, ...] = (
             AND s.installed_at IS NULL
     );
     """,
-    # 7: retention (patchd.runs.retention): when the history was last pruned
+    # 7: retention (patchd.runs.retention): when the history was last pruned, and the time
+    # its cutoffs were counted from (which moves forward at most two days a prune)
     """
     CREATE TABLE housekeeping (
         id INTEGER PRIMARY KEY CHECK (id = 1),
-        last_pruned_at TEXT
+        last_pruned_at TEXT,
+        pruned_through TEXT
     );
     INSERT INTO housekeeping (id) VALUES (1);
     """,

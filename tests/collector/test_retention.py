@@ -20,7 +20,7 @@ from unittest import mock
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, update
 from sqlalchemy.exc import OperationalError
 
 from patchd.collector import bulk, retention
@@ -39,6 +39,7 @@ from patchd.collector.schema import (
     reports,
 )
 from patchd.collector.store import CollectorStore, Verdict
+from patchd.timeutil import stamp
 from tests.collector.conftest import new_database
 from tests.support.collector import SimEndpoint, patchd_cli, sections
 
@@ -120,6 +121,12 @@ def _fleet(store: CollectorStore) -> dict[str, list[bytes]]:
     return sent
 
 
+def _pruned_daily_until(store: CollectorStore, moment: datetime) -> None:
+    """As if the collectors had pruned every day up to the day before ``moment``."""
+    with store.writing() as conn:
+        conn.execute(update(housekeeping).values(pruned_through=stamp(moment - timedelta(days=1))))
+
+
 # -- reports -------------------------------------------------------------------------------------
 
 
@@ -133,7 +140,8 @@ def test_old_reports_go_but_each_endpoints_newest_stays(store: CollectorStore) -
     # busy 3 is newer than the cutoff; quiet 2 is older but its endpoint's newest.
     assert _reports_left(store) == [("busy.example", 3), ("quiet.example", 2)]
     # One transaction (and writer's turn) per row here, plus the last, empty one per table.
-    assert turns.call_count == sum(done.removed.values()) + len(retention.TABLES)
+    # ... and one to note the time the prune counted from.
+    assert turns.call_count == sum(done.removed.values()) + len(retention.TABLES) + 1
 
 
 def test_a_pruned_report_sent_again_is_still_refused(store: CollectorStore) -> None:
@@ -201,19 +209,57 @@ def test_reports_of_a_replaced_key_go_but_the_new_keys_newest_stays(store: Colle
     assert [tuple(r) for r in left] == [(1, 1)]
 
 
+def test_a_new_key_approved_but_silent_leaves_the_old_keys_newest(store: CollectorStore) -> None:
+    (old,) = _enrolled(store, "rekeyed.example")
+    _report_at(store, old, T0)
+    _report_at(store, old, T0 + timedelta(days=1))  # seq 2 at key epoch 0: the newest stored
+    token = store.create_token(ttl=timedelta(days=1))
+    new = SimEndpoint("rekeyed.example", Ed25519PrivateKey.generate())
+    new.endpoint_id = store.enrol(token.secret, new.public_key, new.hostname).endpoint_id
+    store.approve_key(new.endpoint_id)  # its first report is yet to come
+    assert retention.prune(store, KEEP, NOW).removed["reports"] == 1
+    with store.reading() as conn:
+        left = conn.execute(select(reports.c.key_epoch, reports.c.seq)).all()
+    assert [tuple(r) for r in left] == [(0, 2)]
+
+
+def test_a_run_goes_once_no_report_since_the_cutoff_lists_it(store: CollectorStore) -> None:
+    """The agent lists its last runs in every report: one still listed would come back."""
+    (endpoint,) = _enrolled(store, "runs.example")
+    finished = "2025-01-01T00:05:00Z"
+    runs = [{"id": "20250101T000000Z-aaaaaa", "kind": "apply", "status": "succeeded",
+             "dry_run": False, "started_at": "2025-01-01T00:00:00Z", "finished_at": finished,
+             "items": []}]  # fmt: skip
+    for moment in (T0, NOW - timedelta(days=1)):  # listed by an old report, and a recent one
+        _at(store, moment)
+        envelope = endpoint.envelope(endpoint.payload(**sections(runs=runs)))
+        assert _send(store, endpoint, envelope) == Verdict.STORED
+    assert retention.prune(store, KEEP, NOW).removed["endpoint_runs"] == 0
+    _at(store, NOW)  # a report that no longer lists it (the agent's last runs moved on)
+    envelope = endpoint.envelope(endpoint.payload(**sections(runs=[])))
+    assert _send(store, endpoint, envelope) == Verdict.STORED
+    later = NOW + KEEP  # the recent report that listed it is now older than the cutoff too
+    _pruned_daily_until(store, later)
+    assert retention.prune(store, KEEP, later).removed["endpoint_runs"] == 1
+
+
 # -- the other tables -----------------------------------------------------------------------------
 
 
-def _run(run_id: str, finished_at: str | None) -> dict[str, Any]:
-    return {"endpoint_id": "ep_rules", "run_id": run_id, "kind": "apply", "status": "succeeded",
+def _run(run_id: str, finished_at: str | None, endpoint_id: str = "ep_rules") -> dict[str, Any]:
+    return {"endpoint_id": endpoint_id, "run_id": run_id, "kind": "apply", "status": "succeeded",
             "dry_run": False, "started_at": None, "finished_at": finished_at, "done": 0, "failed": 0,
             "notes": "[]", "seq": 1}  # fmt: skip
 
 
 def _update(
-    update_id: str, pending: bool, installed_at: str | None, first_seen: str | None
+    update_id: str,
+    pending: bool,
+    installed_at: str | None,
+    first_seen: str | None,
+    endpoint_id: str = "ep_rules",
 ) -> dict[str, Any]:
-    return {"endpoint_id": "ep_rules", "update_id": update_id, "backend": "apt", "name": update_id,
+    return {"endpoint_id": endpoint_id, "update_id": update_id, "backend": "apt", "name": update_id,
             "available_version": "2.0", "classification": "security", "severity": "important",
             "cves": "[]", "first_seen": first_seen, "deadline": None, "overdue": False, "decision": "",
             "reason": "", "not_before": None, "pending": pending, "installed_at": installed_at, "seq": 1}  # fmt: skip
@@ -229,7 +275,10 @@ RULE_CASES = [
     (endpoint_runs, _run("finished-before", BEFORE), "finished-before", True),
     (endpoint_runs, _run("finished-at", AT), "finished-at", False),
     (endpoint_runs, _run("finished-after", AFTER), "finished-after", False),
-    (endpoint_runs, _run("never-finished", None), "never-finished", False),
+    # A run still going on another endpoint: its settled, never-installed updates stay (the
+    # run may yet say it installed them).
+    (endpoint_runs, _run("never-finished", None, "ep_going"), "never-finished", False),
+    (endpoint_updates, _update("gone-while-going", False, None, BEFORE, "ep_going"), "gone-while-going", False),
     (endpoint_updates, _update("installed-before", False, BEFORE, BEFORE), "installed-before", True),
     (endpoint_updates, _update("installed-after", False, AFTER, BEFORE), "installed-after", False),
     (endpoint_updates, _update("pending-old", True, None, BEFORE), "pending-old", False),
@@ -303,7 +352,7 @@ def test_a_version_3_database_gains_the_housekeeping_row_and_the_index(
             assert (
                 conn.exec_driver_sql("SELECT version FROM schema_version").scalar() == LATEST == 4
             )
-            assert [tuple(r) for r in conn.execute(select(housekeeping)).all()] == [(1, None)]
+            assert [tuple(r) for r in conn.execute(select(housekeeping)).all()] == [(1, None, None)]
             assert "reports_received_at" in {
                 i["name"] for i in inspect(conn).get_indexes("reports")
             }
@@ -338,12 +387,26 @@ def test_one_collector_prunes_a_day(store: CollectorStore) -> None:
         other.close()
 
 
+def test_a_clock_set_years_ahead_moves_the_cutoff_two_days_a_prune(store: CollectorStore) -> None:
+    (endpoint,) = _enrolled(store, "clock.example")
+    _report_at(store, endpoint, NOW - timedelta(days=300))
+    _report_at(store, endpoint, NOW - timedelta(days=1))
+    assert retention.prune(store, KEEP, NOW).removed["reports"] == 0
+    done = retention.prune(store, KEEP, NOW + timedelta(days=5 * 365))
+    assert done.cutoff == stamp(NOW + retention.MAX_ADVANCE - KEEP)
+    assert done.removed["reports"] == 0
+    assert _reports_left(store) == [("clock.example", 1), ("clock.example", 2)]
+
+
 def test_a_clock_set_back_makes_the_daily_prune_due(store: CollectorStore) -> None:
     assert retention.claim(store, NOW)
-    assert retention.claim(store, NOW - timedelta(hours=1))  # else none until NOW had passed
-    assert not retention.claim(store, NOW - timedelta(minutes=30))
+    # Another host's clock a little behind: not due (the day's prune is done).
+    assert not retention.claim(store, NOW - timedelta(minutes=59))
+    # Set back by hours: due, or none would come until NOW had passed.
+    assert retention.claim(store, NOW - timedelta(hours=3))
+    assert not retention.claim(store, NOW - timedelta(hours=2))
     with store.reading() as conn:
-        assert retention.last_pruned(conn) == NOW - timedelta(hours=1)
+        assert retention.last_pruned(conn) == NOW - timedelta(hours=3)
 
 
 def test_the_daily_prune_runs_in_a_thread_and_stops_at_once(store: CollectorStore) -> None:

@@ -92,13 +92,21 @@ def rows(store: StateStore, table: str, run_id: str) -> int:
     return int(store.query(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (run_id,))[0][0])
 
 
-def everything(store: StateStore) -> list[str]:
-    """The database's whole content, to compare before and after."""
+def everything(store: StateStore, *, but: str = "") -> list[str]:
+    """The database's whole content, to compare before and after (``but`` a table)."""
     db = sqlite3.connect(store.path)
     try:
-        return list(db.iterdump())
+        return [line for line in db.iterdump() if not but or f'INTO "{but}"' not in line]
     finally:
         db.close()
+
+
+def prune_daily(store: StateStore, start: datetime, days: int) -> int:
+    """Prune once a day for ``days`` days after ``start``, as the agent does: runs removed."""
+    return sum(
+        prune(store, state_dir(store), SETTINGS, start + timedelta(days=day)).runs
+        for day in range(1, days + 1)
+    )
 
 
 def files(store: StateStore) -> list[str]:
@@ -133,10 +141,10 @@ def test_runs_that_are_not_over_stay_however_old(store: StateStore) -> None:
     interrupted = record_run(
         store, long_ago, status="failed", journal=Step.TRANSACTION_ENDED, kept_bytes=10
     )
-    database = everything(store)
+    database = everything(store, but="housekeeping")
     result = prune(store, state_dir(store), SETTINGS, NOW)
     assert (result.runs, result.rollback_files_runs, result.freed_bytes) == (0, 0, 0)
-    assert everything(store) == database
+    assert everything(store, but="housekeeping") == database
     for run_id in (running, rebooting, interrupted):
         assert (state_dir(store) / "runs" / run_id / "transcript.log").is_file()
         assert (state_dir(store) / "runs" / run_id / "packages").is_dir()
@@ -147,8 +155,7 @@ def test_a_run_a_kept_rollback_refers_to_stays_until_both_are_old(store: StateSt
     rollback = record_run(store, NOW - timedelta(days=300), parent=undone)
     assert prune(store, state_dir(store), SETTINGS, NOW).runs == 0
     assert rows(store, "runs", undone) == 1
-    later = NOW + timedelta(days=101)  # both older than the history now
-    assert prune(store, state_dir(store), SETTINGS, later).runs == 2
+    assert prune_daily(store, NOW, 101) == 2  # both older than the history now
     assert rows(store, "runs", undone) == rows(store, "runs", rollback) == 0
 
 
@@ -419,3 +426,17 @@ def test_a_rollback_of_a_run_pruned_meanwhile_is_refused_as_unknown(store: State
     with pytest.raises(UnknownRunError, match=f"no run '{undone}' is recorded"):
         store.create_run("rollback", [], NOW, parent_run=undone)
     assert everything(store) == before
+
+
+def test_a_clock_set_years_ahead_moves_the_cutoffs_two_days_a_prune(store: StateStore) -> None:
+    kept = record_run(store, NOW - timedelta(days=300))
+    recent = record_run(store, NOW - timedelta(days=1), kept_bytes=10)
+    assert prune(store, state_dir(store), SETTINGS, NOW).runs == 0
+    years_ahead = NOW + timedelta(days=5 * 365)
+    done = prune(store, state_dir(store), SETTINGS, years_ahead)
+    assert (done.runs, done.rollback_files_runs) == (0, 0)  # counted from NOW + 2 days
+    assert store.get_run(kept).status == "succeeded"
+    assert store.get_run(recent).items[0].rollback_available
+    assert store.query("SELECT pruned_through FROM housekeeping") == [
+        (format_time(NOW + retention.MAX_ADVANCE),)
+    ]

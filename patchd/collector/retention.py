@@ -54,10 +54,8 @@ FIRST_CHECK_S = 60.0  # after a collector starts, before its first check
 CHECK_EVERY_S = 3600.0  # between checks whether the day's prune is due
 STOP_WAIT_S = 30.0  # at shutdown, for a prune to finish its batch
 BATCH_PAUSE_S = 0.05  # between a daily prune's batches: the report writers go first
-CLOCKS_DIFFER = timedelta(hours=1)
-MAX_ADVANCE = timedelta(
-    days=2
-)  # how far the time a prune counts from moves, a prune  # collectors' clocks this far apart are not "set back"
+CLOCKS_DIFFER = timedelta(hours=1)  # collectors' clocks this far apart are not "set back"
+MAX_ADVANCE = timedelta(days=2)  # how far the time a prune counts from moves, a prune
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,8 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(days=1)
 BATCH_RUNS = 50  # runs removed in one transaction (transcripts: up to 4 MiB a command)
 MIN_RUNS_KEPT = 20  # the newest runs stay whatever their age
-PRUNE_SLACK = timedelta(hours=1)
-MAX_ADVANCE = timedelta(
-    days=2
-)  # how far the time cutoffs count from moves, a prune  # a daily timer's cycle a little early is still due
+PRUNE_SLACK = timedelta(hours=1)  # a daily timer's cycle a little early is still due
+MAX_ADVANCE = timedelta(days=2)  # how far the time the cutoffs count from moves, a prune
 MAX_RUN_DIRS = 100_000  # directories under runs/ looked at in one prune
 MAX_FILES_PER_RUN = 100_000  # files counted under one run's directory
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")  # as patchd.state.store.new_run_id

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import Connection, delete, exists, func, inspect, or_, select, tuple_, update
 
 from patchd.collector.schema import (
     endpoint_daily,
@@ -38,6 +38,7 @@ from patchd.collector.schema import (
     flags,
     housekeeping,
     reports,
+    reports_received,
 )
 from patchd.collector.store import CollectorStore
 from patchd.policy.durations import format_duration
@@ -165,6 +166,8 @@ def prune(
     if last:
         now = min(now, parse_time(last) + MAX_ADVANCE)
     cutoff = stamp(now - keep)
+    if not dry_run:
+        ensure_index(store)
     removed: dict[str, int] = {}
     for rule in RULES:
         doomed = rule.table.alias("doomed")
@@ -199,6 +202,38 @@ def prune(
         log.info("pruned what is older than %s: %s", cutoff,
                  ", ".join(f"{n} {t}" for t, n in removed.items() if n))  # fmt: skip
     return PruneResult(keep, cutoff, removed, dry_run=dry_run)
+
+
+def ensure_index(store: CollectorStore) -> None:
+    """Build the index of reports by ``received_at`` if the database has none (or a broken one).
+
+    A database older than schema version 4 lacks it, and each batch of the reports rule
+    would read the whole table. PostgreSQL builds it ``CONCURRENTLY``: reports go on
+    being stored meanwhile (a build that was interrupted leaves an invalid index, which is
+    dropped and built again). SQLite builds it in the writer's turn: reports wait.
+    """
+    name = reports_received.name
+    with store.reading() as conn:
+        present = name in {i["name"] for i in inspect(conn).get_indexes(reports.name)}
+        valid = present
+        if present and store.dialect == "postgresql":
+            valid = bool(conn.exec_driver_sql(
+                "SELECT indisvalid FROM pg_index WHERE indexrelid = %(name)s::regclass",
+                {"name": name},
+            ).scalar())  # fmt: skip
+    if valid:
+        return
+    log.info("building the index %s of reports (once, after an upgrade)", name)
+    if store.dialect != "postgresql":
+        with store.writing() as conn:
+            reports_received.create(conn, checkfirst=True)
+        return
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if present:
+            conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        conn.exec_driver_sql(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {reports.name} (received_at)"
+        )
 
 
 def claim(store: CollectorStore, now: datetime) -> bool:

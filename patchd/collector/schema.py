@@ -222,13 +222,14 @@ def _envelopes_lz4_v3(conn: Connection) -> None:
 
 
 def _retention_v4(conn: Connection) -> None:
-    """The ``housekeeping`` row the daily prune is claimed on, and an index to find old reports.
+    """The ``housekeeping`` row the daily prune is claimed on.
 
-    A database created at version 1 by this code already has both (create_all). On a large
-    existing database the index is built once, here, while the collector starts.
+    A database created at version 1 by this code already has it (create_all), and the
+    index of reports by ``received_at``. An older database gets the index from its first
+    prune (``patchd.collector.retention.ensure_index``), not here: on a large database
+    building it takes a while, and a migration holds every collector's start meanwhile.
     """
     housekeeping.create(conn, checkfirst=True)
-    reports_received.create(conn, checkfirst=True)
     if conn.execute(select(housekeeping.c.id).where(housekeeping.c.id == 1)).first() is None:
         conn.execute(housekeeping.insert().values(id=1, last_pruned_at=None))
 

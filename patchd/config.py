@@ -129,6 +129,14 @@ class RetentionSettings:
     rollback_files: timedelta = timedelta(days=90)
     rollback_files_max_bytes: int = 4 * 1024**3
 
+    def as_dict(self) -> dict[str, Any]:
+        """As ``patchd status --json`` and ``patchd prune --json`` show them."""
+        return {
+            "history": format_duration(self.history),
+            "rollback_files": format_duration(self.rollback_files),
+            "rollback_files_max_bytes": self.rollback_files_max_bytes,
+        }
+
 
 @dataclass(frozen=True)
 class AgentConfig:

@@ -137,7 +137,9 @@ def prune(
     runs = _RunTable.read(store)
     doomed = runs.older_than(cutoff)  # newest first
     skip = runs.in_use | set(doomed)
-    expired = [r for r in _runs_with_files(store, files_cutoff) if r not in skip]
+    with_files = _runs_with_files(store)  # oldest first
+    expired = [r for r, finished in with_files.items()
+               if finished is not None and finished < files_cutoff and r not in skip]  # fmt: skip
     counts = _history_counts(store, cutoff)
     deleted = doomed
     if not dry_run:
@@ -148,8 +150,8 @@ def prune(
             db.execute("UPDATE housekeeping SET pruned_through = ? WHERE id = 1", (stamp(now),))
     # The files. A run's directory holds its transcript.log, kept with its record, and
     # the packages kept for its rollback (PACKAGES_DIR), kept while an item uses them.
-    known = _run_ids(store) - set(deleted)
-    used = _runs_using_files(store) - set(expired) - set(deleted)
+    known = {row[0] for row in runs.rows} - set(deleted)  # read after the directories
+    used = set(with_files) - set(expired) - set(deleted)
     freed = 0
     kept: list[tuple[str, Path, int]] = []  # packages kept, oldest run first
     keep = runs.in_use | used
@@ -271,24 +273,13 @@ class _RunTable:
         return [r[0] for r in self.rows if r[0] in old and r[0] not in referenced]
 
 
-def _runs_with_files(store: StateStore, cutoff: str) -> list[str]:
-    """Runs finished before ``cutoff`` that still keep package files, oldest first."""
+def _runs_with_files(store: StateStore) -> dict[str, str | None]:
+    """Runs whose items point at kept package files, oldest first: when each finished."""
     rows = store.query(
-        """SELECT DISTINCT r.id FROM runs r JOIN run_items i ON i.run_id = r.id
-           WHERE i.rollback_file IS NOT NULL AND r.finished_at IS NOT NULL
-             AND r.finished_at < ? ORDER BY r.id""",
-        (cutoff,),
+        """SELECT DISTINCT r.id, r.finished_at FROM runs r JOIN run_items i ON i.run_id = r.id
+           WHERE i.rollback_file IS NOT NULL ORDER BY r.id"""
     )
-    return [run_id for (run_id,) in rows]
-
-
-def _run_ids(store: StateStore) -> set[str]:
-    return {run_id for (run_id,) in store.query("SELECT id FROM runs")}
-
-
-def _runs_using_files(store: StateStore) -> set[str]:
-    rows = store.query("SELECT DISTINCT run_id FROM run_items WHERE rollback_file IS NOT NULL")
-    return {run_id for (run_id,) in rows}
+    return dict(rows)
 
 
 def _delete_runs(store: StateStore, run_ids: Sequence[str]) -> list[str]:

@@ -30,11 +30,7 @@ def run(invocation: Invocation) -> int:
         write_json(
             {
                 "schema_version": SCHEMA_VERSION,
-                "retention": {
-                    "history": format_duration(settings.history),
-                    "rollback_files": format_duration(settings.rollback_files),
-                    "rollback_files_max_bytes": settings.rollback_files_max_bytes,
-                },
+                "retention": settings.as_dict(),
                 **result.as_dict(),
             }
         )

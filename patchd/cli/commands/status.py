@@ -34,12 +34,7 @@ def run(invocation: Invocation) -> int:
             else None
         ),
         "runs": [r.as_dict() for r in runs],
-        "retention": {
-            "history": format_duration(retention.history),
-            "rollback_files": format_duration(retention.rollback_files),
-            "rollback_files_max_bytes": retention.rollback_files_max_bytes,
-            "last_pruned_at": pruned_at,
-        },
+        "retention": {**retention.as_dict(), "last_pruned_at": pruned_at},
     }
     if invocation.args.json:
         write_json(document)
